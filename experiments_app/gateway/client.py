@@ -578,7 +578,10 @@ class GatewayClient:
                 message = "; ".join(str(m) for m in message)
         else:
             message = str(body or "")
-        return self._redact(str(message).strip()[:500]), (str(field) if field else None)
+        message = str(message).strip()[:500]
+        if field and str(field) not in message:
+            message = f"{field}: {message}"  # the upstream says "is required" and names the field apart
+        return self._redact(message), (str(field) if field else None)
 
     def _redact(self, text: str) -> str:
         if self._api_key and self._api_key in text:
