@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ManagementApiConfig(AppConfig):
+    name = "management_api"
+    verbose_name = "Embedded Experiment Management API"
