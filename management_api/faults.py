@@ -122,7 +122,9 @@ def _find_socket(obj, depth: int = 0):
         found = _find_socket(getattr(obj, attribute, None), depth + 1)
         if found is not None:
             return found
-    return None
+    # Django's LimitedStream keeps only the wrapped stream's bound read method.
+    bound_read = getattr(obj, "_read", None)
+    return _find_socket(getattr(bound_read, "__self__", None), depth + 1)
 
 
 def drop_connection(request) -> None:
