@@ -1,0 +1,24 @@
+from django.shortcuts import render
+
+from experiments_app import roles
+from experiments_app.permissions import require_permission
+
+
+@require_permission(roles.VIEW)
+def home(request):
+    return render(request, "experiments_app/home.html")
+
+
+@require_permission(roles.VIEW)
+def approvals(request):
+    return render(request, "experiments_app/not_yet.html", {"title": "Approvals"})
+
+
+@require_permission(roles.VIEW)
+def bulk_jobs(request):
+    return render(request, "experiments_app/not_yet.html", {"title": "Bulk jobs"})
+
+
+@require_permission(roles.VIEW)
+def audit(request):
+    return render(request, "experiments_app/not_yet.html", {"title": "Audit"})
