@@ -4,6 +4,8 @@ import time
 
 from django.db import connection
 
+from experiments_app import gateway
+
 from portal.celery import app as celery_app
 
 
@@ -31,8 +33,6 @@ def _broker() -> str:
 
 
 def _upstream() -> str:
-    from experiments_app import gateway  # noqa: PLC0415 (the gateway imports settings-heavy modules)
-
     status = gateway.get_client().check()
     if not status.ok:
         raise RuntimeError(status.detail)

@@ -70,7 +70,7 @@ def main() -> int:
 
     for proc in processes.values():
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
+            proc.terminate()  # the leader only: Celery then stops its own pool (warm shutdown)
     deadline = time.monotonic() + 15
     for name, proc in processes.items():
         try:
