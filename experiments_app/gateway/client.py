@@ -504,7 +504,7 @@ class GatewayClient:
             response = self._session.request(method, url, params=params, json=json, timeout=self.timeout,
                                              allow_redirects=False)
         except requests.exceptions.ConnectionError as exc:  # includes ConnectTimeout
-            failure, sent = type(exc).__name__, _never_sent(exc)
+            failure, sent = type(exc).__name__, not _never_sent(exc)
         except requests.exceptions.Timeout as exc:
             failure = type(exc).__name__
         except requests.exceptions.RequestException as exc:  # e.g. the body broke off mid-way

@@ -49,7 +49,7 @@ def upstream(live_server, transactional_db, settings):
 
 
 @pytest.fixture
-def client(upstream):
+def gateway_client(upstream):
     return gateway.get_client()
 
 
@@ -64,6 +64,6 @@ def seeded_random():
 
 
 @pytest.fixture
-def experiment(client):
-    created = client.create_experiment(key=f"exp-{uuid.uuid4().hex[:8]}", name="Checkout button")
-    return client.get_experiment(created.id)
+def experiment(gateway_client):
+    created = gateway_client.create_experiment(key=f"exp-{uuid.uuid4().hex[:8]}", name="Checkout button")
+    return gateway_client.get_experiment(created.id)

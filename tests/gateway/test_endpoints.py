@@ -7,13 +7,13 @@ import pytest
 from experiments_app import gateway
 
 
-def test_created_experiment_reads_back_typed_with_string_ids(client, upstream):
+def test_created_experiment_reads_back_typed_with_string_ids(gateway_client, upstream):
     key = f"exp-{uuid.uuid4().hex[:8]}"
-    created = client.create_experiment(key=key, name="Save button", description="colour",
+    created = gateway_client.create_experiment(key=key, name="Save button", description="colour",
                                        variants=[{"key": "control"}, {"key": "treatment"}],
                                        rolloutWeights={"control": 1, "treatment": 1})
 
-    experiment = client.get_experiment(created.id)
+    experiment = gateway_client.get_experiment(created.id)
 
     assert isinstance(created.id, str) and created.url
     assert isinstance(experiment, gateway.Experiment)
@@ -26,12 +26,12 @@ def test_created_experiment_reads_back_typed_with_string_ids(client, upstream):
     assert experiment.raw["key"] == key
 
 
-def test_list_is_newest_first_and_iterator_follows_next_cursor_lazily(client):
-    ids = [client.create_experiment(key=f"page-{i}-{uuid.uuid4().hex[:6]}").id for i in range(5)]
+def test_list_is_newest_first_and_iterator_follows_next_cursor_lazily(gateway_client):
+    ids = [gateway_client.create_experiment(key=f"page-{i}-{uuid.uuid4().hex[:6]}").id for i in range(5)]
 
-    first = client.list_experiments(limit=2)
+    first = gateway_client.list_experiments(limit=2)
     with gateway.recording() as calls:
-        iterator = client.iter_experiments(page_size=2)
+        iterator = gateway_client.iter_experiments(page_size=2)
         assert calls == []  # nothing is fetched until the first item is wanted
         first_two = [next(iterator).id, next(iterator).id]
         assert len(calls) == 1
@@ -44,12 +44,12 @@ def test_list_is_newest_first_and_iterator_follows_next_cursor_lazily(client):
     assert all(call.path == "/api/1/experiments" for call in calls)
 
 
-def test_update_experiment_records_a_version_with_the_full_config(client, experiment):
-    client.update_experiment(experiment.id, {"rolloutPercentage": 25, "enabled": True, "tags": ["prod"]})
+def test_update_experiment_records_a_version_with_the_full_config(gateway_client, experiment):
+    gateway_client.update_experiment(experiment.id, {"rolloutPercentage": 25, "enabled": True, "tags": ["prod"]})
 
-    updated = client.get_experiment(experiment.id)
-    versions = client.list_versions(experiment.id)
-    newest = client.get_version(experiment.id, versions[0].version)
+    updated = gateway_client.get_experiment(experiment.id)
+    versions = gateway_client.list_versions(experiment.id)
+    newest = gateway_client.get_version(experiment.id, versions[0].version)
 
     assert (updated.rollout_percentage, updated.enabled, updated.tags) == (25, True, ["prod"])
     assert [v.version for v in versions] == sorted((v.version for v in versions), reverse=True)
@@ -59,51 +59,51 @@ def test_update_experiment_records_a_version_with_the_full_config(client, experi
     assert newest.created_by
 
 
-def test_variants_can_be_created_read_edited_and_removed(client, experiment):
-    client.create_variant(experiment.id, key="blue", name="Blue", description="a blue button",
+def test_variants_can_be_created_read_edited_and_removed(gateway_client, experiment):
+    gateway_client.create_variant(experiment.id, key="blue", name="Blue", description="a blue button",
                           payload={"colour": "blue"}, rollout_weight=2)
-    client.update_variant(experiment.id, "blue", {"name": "Bluer", "rolloutWeight": 3})
-    blue = client.get_variant(experiment.id, "blue")
-    client.delete_variant(experiment.id, "treatment")
+    gateway_client.update_variant(experiment.id, "blue", {"name": "Bluer", "rolloutWeight": 3})
+    blue = gateway_client.get_variant(experiment.id, "blue")
+    gateway_client.delete_variant(experiment.id, "treatment")
 
     assert isinstance(blue, gateway.Variant)
     assert (blue.key, blue.name, blue.description, blue.payload, blue.rollout_weight) == (
         "blue", "Bluer", "a blue button", {"colour": "blue"}, 3)
-    assert [v.key for v in client.list_variants(experiment.id)] == ["control", "blue"]
+    assert [v.key for v in gateway_client.list_variants(experiment.id)] == ["control", "blue"]
 
 
-def test_inclusions_are_added_listed_and_removed_by_index_by_value_and_all(client, experiment):
-    client.add_inclusions(experiment.id, "control", ["u1", "u2", "u3", "u4", "u5"])
-    client.add_inclusions(experiment.id, "control", ["u2", "u6"])  # set semantics
-    client.remove_inclusion_at(experiment.id, "control", 1, expected_user="u2")
-    after_index = client.list_inclusions(experiment.id, "control")
-    client.bulk_remove_inclusions(experiment.id, "control", ["u1", "u5", "absent"])
-    after_bulk = client.list_inclusions(experiment.id, "control")
-    client.remove_all_inclusions(experiment.id, "control")
+def test_inclusions_are_added_listed_and_removed_by_index_by_value_and_all(gateway_client, experiment):
+    gateway_client.add_inclusions(experiment.id, "control", ["u1", "u2", "u3", "u4", "u5"])
+    gateway_client.add_inclusions(experiment.id, "control", ["u2", "u6"])  # set semantics
+    gateway_client.remove_inclusion_at(experiment.id, "control", 1, expected_user="u2")
+    after_index = gateway_client.list_inclusions(experiment.id, "control")
+    gateway_client.bulk_remove_inclusions(experiment.id, "control", ["u1", "u5", "absent"])
+    after_bulk = gateway_client.list_inclusions(experiment.id, "control")
+    gateway_client.remove_all_inclusions(experiment.id, "control")
 
     assert after_index == ["u1", "u3", "u4", "u5", "u6"]
     assert after_bulk == ["u3", "u4", "u6"]
-    assert client.list_inclusions(experiment.id, "control") == []
+    assert gateway_client.list_inclusions(experiment.id, "control") == []
 
 
-def test_bulk_remove_refuses_more_than_one_hundred_ids_without_calling(client, experiment):
+def test_bulk_remove_refuses_more_than_one_hundred_ids_without_calling(gateway_client, experiment):
     with gateway.recording() as calls, pytest.raises(ValueError):
-        client.bulk_remove_inclusions(experiment.id, "control", [f"u{i}" for i in range(101)])
+        gateway_client.bulk_remove_inclusions(experiment.id, "control", [f"u{i}" for i in range(101)])
     assert calls == []
 
 
-def test_deployments_are_created_listed_attached_and_detached(client, upstream, experiment):
-    web = client.create_deployment(label="web-prod")
-    server = client.create_deployment(label="api-prod", type="server")
+def test_deployments_are_created_listed_attached_and_detached(gateway_client, upstream, experiment):
+    web = gateway_client.create_deployment(label="web-prod")
+    server = gateway_client.create_deployment(label="api-prod", type="server")
 
-    listed = {d.id: d for d in client.list_deployments(limit=1)}  # one per page: follows the cursor
-    client.add_deployments(experiment.id, [web.id, server.id])
-    attached = client.list_experiment_deployments(experiment.id)
-    client.remove_deployment(experiment.id, web.id)
+    listed = {d.id: d for d in gateway_client.list_deployments(limit=1)}  # one per page: follows the cursor
+    gateway_client.add_deployments(experiment.id, [web.id, server.id])
+    attached = gateway_client.list_experiment_deployments(experiment.id)
+    gateway_client.remove_deployment(experiment.id, web.id)
 
     assert {web.id, server.id} <= set(listed)
     assert listed[web.id].label == "web-prod" and listed[web.id].project_id == upstream.project_id
     assert listed[server.id].key and listed[server.id].deleted is False
     assert sorted(d.id for d in attached) == sorted([web.id, server.id])
-    assert [d.id for d in client.list_experiment_deployments(experiment.id)] == [server.id]
-    assert client.get_experiment(experiment.id).deployments == [server.id]
+    assert [d.id for d in gateway_client.list_experiment_deployments(experiment.id)] == [server.id]
+    assert gateway_client.get_experiment(experiment.id).deployments == [server.id]

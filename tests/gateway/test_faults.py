@@ -1,0 +1,177 @@
+"""The gateway against the embedded API with fault injection on: 429s with Retry-After, 5xx,
+slow responses, connections dropped before and after the write happened."""
+
+import time
+import uuid
+
+import pytest
+
+from experiments_app import gateway
+
+pytestmark = pytest.mark.usefixtures("seeded_random")
+
+MIXED_FAULTS = "429=0.1:0.1,503=0.1,500=0.05,drop=0.1,drop_after=0.1,latency=0.1:0.05"
+
+
+def _statuses(calls):
+    return [c.status for c in calls]
+
+
+def _ambiguous(call):
+    """No answer (dropped, timed out) or a 5xx: the upstream may or may not have acted."""
+    return call.status is None or call.status >= 500
+
+
+def _settled_by_read_back(calls, method):
+    """Whether a write of ``method`` failed ambiguously and the gateway read back next."""
+    for before, after in zip(calls, calls[1:]):
+        if before.method == method and _ambiguous(before) and after.method == "GET":
+            return True
+    return False
+
+
+def test_reads_succeed_under_injected_faults(gateway_client, experiment, settings):
+    gateway_client.add_inclusions(experiment.id, "control", ["a", "b"])
+    settings.MANAGEMENT_API_FAULTS = MIXED_FAULTS
+
+    with gateway.recording() as calls:
+        for _ in range(10):
+            assert gateway_client.get_experiment(experiment.id).key == experiment.key
+            assert [v.key for v in gateway_client.list_variants(experiment.id)] == ["control", "treatment"]
+            assert gateway_client.list_inclusions(experiment.id, "control") == ["a", "b"]
+
+    statuses = _statuses(calls)
+    assert {429, 503} <= set(statuses) and any(map(_ambiguous, calls))  # faults happened and were ridden out
+    assert statuses.count(200) == 30
+
+
+def test_retry_after_is_honoured_before_repeating(gateway_client, experiment, settings):
+    settings.MANAGEMENT_API_FAULTS = "429=0.5:0.5"
+    started = time.monotonic()
+
+    with gateway.recording() as calls:
+        for _ in range(4):
+            gateway_client.get_experiment(experiment.id)
+
+    rate_limited = _statuses(calls).count(429)
+    assert rate_limited >= 1
+    assert time.monotonic() - started >= 0.5 * rate_limited
+
+
+def test_idempotent_writes_take_effect_exactly_once_under_faults(gateway_client, experiment, settings):
+    deployment = gateway_client.create_deployment(label="web")
+    other = gateway_client.create_deployment(label="ios")
+    versions_before = len(gateway_client.list_versions(experiment.id))
+    settings.MANAGEMENT_API_FAULTS = MIXED_FAULTS
+
+    with gateway.recording() as calls:
+        for batch in range(5):
+            gateway_client.add_inclusions(experiment.id, "control", [f"u{batch}-{i}" for i in range(10)])
+        for percentage in (10, 20, 30):
+            gateway_client.update_experiment(experiment.id, {"rolloutPercentage": percentage})
+        gateway_client.bulk_remove_inclusions(experiment.id, "control", [f"u0-{i}" for i in range(10)])
+        gateway_client.add_deployments(experiment.id, [deployment.id, other.id])
+        gateway_client.remove_deployment(experiment.id, deployment.id)
+        gateway_client.update_variant(experiment.id, "treatment", {"name": "Treatment", "rolloutWeight": 2})
+        gateway_client.create_variant(experiment.id, key="spare")
+        gateway_client.delete_variant(experiment.id, "spare")
+        gateway_client.remove_all_inclusions(experiment.id, "treatment")  # already empty: no version
+
+    settings.MANAGEMENT_API_FAULTS = ""
+    assert 503 in _statuses(calls) and 429 in _statuses(calls)
+    final = gateway_client.get_experiment(experiment.id)
+    assert final.rollout_percentage == 30
+    assert final.deployments == [other.id]
+    assert gateway_client.get_variant(experiment.id, "treatment").name == "Treatment"
+    assert [v.key for v in gateway_client.list_variants(experiment.id)] == ["control", "treatment"]
+    assert gateway_client.list_inclusions(experiment.id, "control") == [f"u{b}-{i}" for b in range(1, 5) for i in range(10)]
+    # The upstream records a version only for a write that changed something: a repeated
+    # write that had already landed adds none, so one version per intended change.
+    assert len(gateway_client.list_versions(experiment.id)) == versions_before + 5 + 3 + 1 + 1 + 1 + 1 + 1 + 1
+
+
+def test_create_experiment_is_not_duplicated_after_dropped_connection(gateway_client, upstream, settings):
+    keys = [f"drop-{i}-{uuid.uuid4().hex[:6]}" for i in range(8)]
+    settings.MANAGEMENT_API_FAULTS = "drop_after=0.4,drop=0.1"
+
+    with gateway.recording() as calls:
+        created = {key: gateway_client.create_experiment(key=key, name=key) for key in keys}
+
+    settings.MANAGEMENT_API_FAULTS = ""
+    listed = [e for e in gateway_client.iter_experiments() if e.key in created]
+    assert sorted(e.key for e in listed) == sorted(keys)  # each exactly once
+    assert {e.key: e.id for e in listed} == {key: c.id for key, c in created.items()}
+    assert _settled_by_read_back(calls, "POST")
+
+
+def test_create_experiment_is_not_duplicated_after_a_read_timeout(gateway_client, upstream, settings):
+    keys = [f"slow-{i}-{uuid.uuid4().hex[:6]}" for i in range(4)]
+    settings.UPSTREAM_READ_TIMEOUT = 0.25
+    settings.MANAGEMENT_API_FAULTS = "latency=0.5:0.4"
+    slow_client = gateway.get_client()
+
+    with gateway.recording() as calls:
+        created = {key: slow_client.create_experiment(key=key) for key in keys}
+
+    settings.MANAGEMENT_API_FAULTS = ""
+    listed = [e for e in gateway.get_client().iter_experiments() if e.key in created]
+    assert sorted(e.key for e in listed) == sorted(keys)
+    assert {e.key: e.id for e in listed} == {key: c.id for key, c in created.items()}
+    assert any(c.method == "POST" and c.error == "ReadTimeout" for c in calls)
+
+
+def test_create_variant_is_not_duplicated_after_dropped_connection(gateway_client, experiment, settings):
+    settings.MANAGEMENT_API_FAULTS = "drop_after=0.5"
+
+    with gateway.recording() as calls:
+        for key in ("v1", "v2", "v3", "v4", "v5"):
+            gateway_client.create_variant(experiment.id, key=key, name=key.upper())
+
+    settings.MANAGEMENT_API_FAULTS = ""
+    assert [v.key for v in gateway_client.list_variants(experiment.id)] == ["control", "treatment", "v1", "v2", "v3", "v4", "v5"]
+    assert _settled_by_read_back(calls, "POST")
+
+
+def test_remove_by_index_after_dropped_connection_removes_only_the_expected_user(gateway_client, experiment, settings):
+    users = [f"user-{i}" for i in range(10)]
+    gateway_client.add_inclusions(experiment.id, "control", users)
+    settings.MANAGEMENT_API_FAULTS = "drop_after=0.5"
+
+    with gateway.recording() as calls:
+        for user in ("user-3", "user-5", "user-0", "user-9"):
+            current = gateway_client.list_inclusions(experiment.id, "control")
+            gateway_client.remove_inclusion_at(experiment.id, "control", current.index(user), expected_user=user)
+
+    settings.MANAGEMENT_API_FAULTS = ""
+    assert gateway_client.list_inclusions(experiment.id, "control") == [
+        "user-1", "user-2", "user-4", "user-6", "user-7", "user-8"]
+    assert _settled_by_read_back(calls, "DELETE")
+
+
+def test_remove_by_index_without_expected_user_is_never_repeated_blindly(gateway_client, experiment, settings):
+    gateway_client.add_inclusions(experiment.id, "control", ["a", "b", "c"])
+    settings.MANAGEMENT_API_FAULTS = "drop_after=1.0"
+
+    with gateway.recording() as calls, pytest.raises(gateway.WriteOutcomeUnknown):
+        gateway_client.remove_inclusion_at(experiment.id, "control", 0)
+
+    settings.MANAGEMENT_API_FAULTS = ""
+    assert [c.method for c in calls] == ["DELETE"] and _ambiguous(calls[0])
+    assert gateway_client.list_inclusions(experiment.id, "control") == ["b", "c"]
+
+
+def test_removing_variants_and_deployments_survives_dropped_connections(gateway_client, experiment, settings):
+    for key in ("x1", "x2", "x3", "x4"):
+        gateway_client.create_variant(experiment.id, key=key)
+    deployments = [gateway_client.create_deployment(label=f"d{i}").id for i in range(4)]
+    gateway_client.add_deployments(experiment.id, deployments)
+    settings.MANAGEMENT_API_FAULTS = "drop_after=0.5"
+
+    for key in ("x1", "x2", "x3", "x4"):
+        gateway_client.delete_variant(experiment.id, key)
+    for deployment_id in deployments:
+        gateway_client.remove_deployment(experiment.id, deployment_id)
+
+    settings.MANAGEMENT_API_FAULTS = ""
+    assert [v.key for v in gateway_client.list_variants(experiment.id)] == ["control", "treatment"]
+    assert gateway_client.list_experiment_deployments(experiment.id) == []
