@@ -1,11 +1,19 @@
 import pytest
 import requests
+from django.core.servers.basehttp import WSGIRequestHandler
 
 from management_api import services
 from management_api.auth import api_key_create
 
 PROJECT_ID = "100001"
 OTHER_PROJECT_ID = "200002"
+
+
+@pytest.fixture(autouse=True)
+def no_nagle_on_the_live_server(monkeypatch):
+    """Django's dev server writes headers and body in separate sends; with Nagle's algorithm
+    on, each keep-alive response then waits ~40 ms for the client's delayed ACK."""
+    monkeypatch.setattr(WSGIRequestHandler, "disable_nagle_algorithm", True)
 
 
 @pytest.fixture(autouse=True)
