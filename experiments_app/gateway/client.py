@@ -7,8 +7,8 @@ exceptions.
 
 When a call is repeated
 -----------------------
-Every repeat waits an exponential backoff with jitter, or the upstream's ``Retry-After`` on
-429, and all attempts of one call (read-backs included) fit in
+Every repeat waits an exponential backoff with jitter (base ``UPSTREAM_BACKOFF_BASE_SECONDS``,
+0.2 s, doubling to at most 8 s), or at least the upstream's ``Retry-After`` (429, 503), and all attempts of one call (read-backs included) fit in
 ``UPSTREAM_MAX_RETRY_SECONDS``. A 429 and a failure before the request left (connect
 timeout, connection refused) are always repeated: the upstream did nothing. An *ambiguous*
 failure -- read timeout, connection dropped after sending, a 5xx -- is handled per endpoint:
@@ -143,11 +143,13 @@ class GatewayClient:
 
     def __init__(self, *, base_url: str, api_key: str, project_id: str, connect_timeout: float = 3.05,
                  read_timeout: float = 15.0, max_retry_seconds: float = 30.0, budget: Budget | None = None,
-                 pool_maxsize: int = 16, sleep: Callable[[float], None] = time.sleep):
+                 backoff_base: float = BACKOFF_BASE_SECONDS, pool_maxsize: int = 16,
+                 sleep: Callable[[float], None] = time.sleep):
         self.base_url = base_url.rstrip("/")
         self.project_id = str(project_id)
         self.timeout = (float(connect_timeout), float(read_timeout))
         self.max_retry_seconds = float(max_retry_seconds)
+        self.backoff_base = float(backoff_base)
         self.budget = budget or get_budget()
         self._api_key = api_key or ""
         self._sleep = sleep
@@ -174,10 +176,13 @@ class GatewayClient:
     # ======================================================================================
     # Experiments
     # ======================================================================================
-    def list_experiments(self, *, limit: int = 100, cursor: str | None = None) -> Page[Experiment]:
+    def list_experiments(self, *, limit: int = 100, cursor: str | None = None,
+                         archived: bool = False) -> Page[Experiment]:
         params: dict[str, Any] = {"limit": max(1, min(int(limit), LIST_PAGE_MAX))}
         if cursor:
             params["cursor"] = cursor
+        if archived:  # the upstream leaves archived experiments out unless asked
+            params["archived"] = "true"
         body = self._call("GET", "/api/1/experiments", params=params)
         return self._parse(lambda: self._page(body, "experiments", Experiment.from_api))
 
@@ -404,7 +409,7 @@ class GatewayClient:
         return time.monotonic() + (self.max_retry_seconds if seconds is None else seconds)
 
     def _backoff(self, attempt: int) -> float:
-        ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempt - 1))
+        ceiling = min(BACKOFF_CAP_SECONDS, self.backoff_base * 2 ** max(0, attempt - 1))
         return random.uniform(ceiling / 2, ceiling)
 
     def _call(self, method: str, path: str, *, params: dict | None = None, json: Any = None,
@@ -436,7 +441,7 @@ class GatewayClient:
                     if not repeatable:
                         raise _Ambiguous(error)
                     maybe_applied = True
-                    wait = self._backoff(attempt)
+                    wait = max(self._backoff(attempt), error.retry_after or 0.0)
                 else:
                     raise error
                 if time.monotonic() + wait > deadline:
@@ -468,7 +473,7 @@ class GatewayClient:
                 raise WriteOutcomeUnknown(f"Could not confirm whether '{what}' happened ({error.message}); "
                                           "check before trying again.", status=error.status)
             # Give an attempt that is still in flight upstream a moment to land before looking.
-            pause = self._backoff(rounds)
+            pause = max(self._backoff(rounds), error.retry_after or 0.0)
             if time.monotonic() + pause < deadline:
                 self._sleep(pause)
             found = None
@@ -637,6 +642,7 @@ def build_client_from_settings() -> GatewayClient:
         connect_timeout=float(getattr(settings, "UPSTREAM_CONNECT_TIMEOUT", 3.05)),
         read_timeout=float(getattr(settings, "UPSTREAM_READ_TIMEOUT", 15.0)),
         max_retry_seconds=float(getattr(settings, "UPSTREAM_MAX_RETRY_SECONDS", 30.0)),
+        backoff_base=float(getattr(settings, "UPSTREAM_BACKOFF_BASE_SECONDS", BACKOFF_BASE_SECONDS)),
         budget=get_budget(),
     )
 

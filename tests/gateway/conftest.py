@@ -35,6 +35,7 @@ def upstream(live_server, transactional_db, settings):
     settings.UPSTREAM_CONNECT_TIMEOUT = 2.0
     settings.UPSTREAM_READ_TIMEOUT = 5.0
     settings.UPSTREAM_MAX_RETRY_SECONDS = 15.0
+    settings.UPSTREAM_BACKOFF_BASE_SECONDS = 0.02
     settings.UPSTREAM_RATE_PER_SECOND = 90.0
     settings.UPSTREAM_DAILY_QUOTA = 100_000
     settings.UPSTREAM_BUDGET_KEY_PREFIX = f"test:gateway:{run}"
