@@ -21,12 +21,14 @@ def iso_utc(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def experiment_state(experiment: Experiment) -> str:
-    if experiment.enabled:
+def derive_state(*, enabled: bool, ever_enabled: bool) -> str:
+    if enabled:
         return "running"
-    if experiment.ever_enabled:
-        return "decision-made"
-    return "planning"
+    return "decision-made" if ever_enabled else "planning"
+
+
+def experiment_state(experiment: Experiment) -> str:
+    return derive_state(enabled=experiment.enabled, ever_enabled=experiment.ever_enabled)
 
 
 def _date(value: datetime.date | None) -> str | None:
@@ -41,39 +43,100 @@ def _deployment_ids(experiment: Experiment) -> list[str]:
     return [str(link.deployment_id) for link in experiment.deployment_links.all()]
 
 
-def experiment_json(experiment: Experiment) -> dict:
+EXPERIMENT_COLUMNS = (
+    "id",
+    "project_id",
+    "key",
+    "name",
+    "decision",
+    "decision_reason",
+    "description",
+    "enabled",
+    "ever_enabled",
+    "evaluation_mode",
+    "bucketing_key",
+    "bucketing_salt",
+    "bucketing_unit",
+    "rolled_out_variant",
+    "rollout_percentage",
+    "rollout_weights",
+    "target_segments",
+    "sticky_bucketing",
+    "start_date",
+    "end_date",
+    "experiment_type",
+    "archived",
+    "tags",
+    "created_by",
+    "created_at",
+    "exposure_event",
+)
+
+
+def _experiment_object(row: dict, variant_keys: list[str], deployment_ids: list[str]) -> dict:
     """The seed's experiment object plus ``createdAt`` and ``archived``."""
+    state = derive_state(enabled=row["enabled"], ever_enabled=row["ever_enabled"])
     return {
-        "id": str(experiment.id),
-        "projectId": str(experiment.project_id),
-        "deployments": _deployment_ids(experiment),
-        "key": experiment.key,
-        "name": experiment.name,
-        "decision": experiment.decision,
-        "decisionReason": experiment.decision_reason,
-        "description": experiment.description,
-        "enabled": experiment.enabled,
-        "evaluationMode": experiment.evaluation_mode,
-        "bucketingKey": experiment.bucketing_key,
-        "bucketingSalt": experiment.bucketing_salt,
-        "bucketingUnit": experiment.bucketing_unit,
-        "variants": [{"key": key} for key in _variant_keys(experiment)],
-        "rolledOutVariant": experiment.rolled_out_variant,
-        "rolloutPercentage": number_out(experiment.rollout_percentage),
-        "rolloutWeights": experiment.rollout_weights,
-        "targetSegments": experiment.target_segments,
-        "stickyBucketing": experiment.sticky_bucketing,
-        "state": experiment_state(experiment),
-        "startDate": _date(experiment.start_date),
-        "endDate": _date(experiment.end_date),
-        "experimentType": experiment.experiment_type,
-        "deleted": experiment.archived,
-        "archived": experiment.archived,
-        "tags": experiment.tags,
-        "createdBy": experiment.created_by,
-        "createdAt": iso_utc(experiment.created_at),
-        "exposureEvent": experiment.exposure_event,
+        "id": str(row["id"]),
+        "projectId": str(row["project_id"]),
+        "deployments": deployment_ids,
+        "key": row["key"],
+        "name": row["name"],
+        "decision": row["decision"],
+        "decisionReason": row["decision_reason"],
+        "description": row["description"],
+        "enabled": row["enabled"],
+        "evaluationMode": row["evaluation_mode"],
+        "bucketingKey": row["bucketing_key"],
+        "bucketingSalt": row["bucketing_salt"],
+        "bucketingUnit": row["bucketing_unit"],
+        "variants": [{"key": key} for key in variant_keys],
+        "rolledOutVariant": row["rolled_out_variant"],
+        "rolloutPercentage": number_out(row["rollout_percentage"]),
+        "rolloutWeights": row["rollout_weights"],
+        "targetSegments": row["target_segments"],
+        "stickyBucketing": row["sticky_bucketing"],
+        "state": state,
+        "startDate": _date(row["start_date"]),
+        "endDate": _date(row["end_date"]),
+        "experimentType": row["experiment_type"],
+        "deleted": row["archived"],
+        "archived": row["archived"],
+        "tags": row["tags"],
+        "createdBy": row["created_by"],
+        "createdAt": iso_utc(row["created_at"]),
+        "exposureEvent": row["exposure_event"],
     }
+
+
+def experiment_objects(queryset: QuerySet[Experiment]) -> list[dict]:
+    """Serialise experiments in three queries whatever their number (rows, variants, deployments),
+    without building model instances — the 1,000-experiment list page stays fast."""
+    rows = list(queryset.values(*EXPERIMENT_COLUMNS))
+    ids = [row["id"] for row in rows]
+    variant_keys: dict[int, list[str]] = {experiment_id: [] for experiment_id in ids}
+    deployment_ids: dict[int, list[str]] = {experiment_id: [] for experiment_id in ids}
+    if ids:
+        for experiment_id, key in (
+            Variant.objects.filter(experiment_id__in=ids)
+            .order_by("experiment_id", "position", "id")
+            .values_list("experiment_id", "key")
+        ):
+            variant_keys[experiment_id].append(key)
+        for experiment_id, deployment_id in (
+            ExperimentDeployment.objects.filter(experiment_id__in=ids)
+            .order_by("experiment_id", "id")
+            .values_list("experiment_id", "deployment_id")
+        ):
+            deployment_ids[experiment_id].append(str(deployment_id))
+    return [_experiment_object(row, variant_keys[row["id"]], deployment_ids[row["id"]]) for row in rows]
+
+
+def experiment_json(experiment_id: int) -> dict:
+    objects = experiment_objects(Experiment.objects.filter(pk=experiment_id))
+    if not objects:
+        raise not_found(f"experiment {experiment_id} not found", "id")
+    return objects[0]
 
 
 def flag_config(experiment: Experiment) -> dict:
@@ -173,14 +236,14 @@ def variant_of(experiment: Experiment, variant_key: str) -> Variant:
 def experiment_list_page(
     *, project_ids: Iterable[str] | None, limit: int, offset: int, include_archived: bool
 ) -> tuple[list[dict], str | None]:
-    queryset = experiments_with_relations()
+    queryset = Experiment.objects.all()
     if project_ids is not None:
         queryset = queryset.filter(project_id__in=list(project_ids))
     if not include_archived:
         queryset = queryset.filter(archived=False)
-    rows = list(queryset.order_by("-id")[offset : offset + limit + 1])
-    next_cursor = str(offset + limit) if len(rows) > limit else None
-    return [experiment_json(row) for row in rows[:limit]], next_cursor
+    objects = experiment_objects(queryset.order_by("-id")[offset : offset + limit + 1])
+    next_cursor = str(offset + limit) if len(objects) > limit else None
+    return objects[:limit], next_cursor
 
 
 def experiment_versions(experiment: Experiment) -> list[dict]:

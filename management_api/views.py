@@ -174,7 +174,7 @@ def experiment_detail(request, caller: Caller, experiment_id: int):
     if request.method == "PATCH":
         services.experiment_edit(experiment_id=experiment_id, body=parse_json_body(request), by=caller.name)
         return ok()
-    return json_response(selectors.experiment_json(_experiment(caller, experiment_id)))
+    return json_response(selectors.experiment_json(experiment_id))
 
 
 @api_endpoint("GET")
