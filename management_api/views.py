@@ -165,10 +165,6 @@ def _public_url() -> str:
     return (getattr(settings, "MANAGEMENT_API_PUBLIC_URL", "") or "http://experiment.localhost").rstrip("/")
 
 
-def _experiment(caller: Caller, experiment_id: int):
-    return selectors.experiment_loaded(experiment_id)
-
-
 @api_endpoint("GET", "PATCH")
 def experiment_detail(request, caller: Caller, experiment_id: int):
     if request.method == "PATCH":
@@ -179,12 +175,12 @@ def experiment_detail(request, caller: Caller, experiment_id: int):
 
 @api_endpoint("GET")
 def experiment_versions(request, caller: Caller, experiment_id: int):
-    return json_response(selectors.experiment_versions(_experiment(caller, experiment_id)))
+    return json_response(selectors.experiment_versions(selectors.experiment_loaded(experiment_id)))
 
 
 @api_endpoint("GET")
 def experiment_version(request, caller: Caller, experiment_id: int, version_id: str):
-    return json_response(selectors.experiment_version(_experiment(caller, experiment_id), version_id))
+    return json_response(selectors.experiment_version(selectors.experiment_loaded(experiment_id), version_id))
 
 
 @api_endpoint("GET", "POST")
@@ -192,7 +188,7 @@ def variants_collection(request, caller: Caller, experiment_id: int):
     if request.method == "POST":
         services.variant_create(experiment_id=experiment_id, body=parse_json_body(request), by=caller.name)
         return ok()
-    return json_response(selectors.variant_list(_experiment(caller, experiment_id)))
+    return json_response(selectors.variant_list(selectors.experiment_loaded(experiment_id)))
 
 
 @api_endpoint("GET", "PATCH", "DELETE")
@@ -205,7 +201,7 @@ def variant_detail(request, caller: Caller, experiment_id: int, variant_key: str
     if request.method == "DELETE":
         services.variant_remove(experiment_id=experiment_id, variant_key=variant_key, by=caller.name)
         return ok()
-    return json_response(selectors.variant_detail(_experiment(caller, experiment_id), variant_key))
+    return json_response(selectors.variant_detail(selectors.experiment_loaded(experiment_id), variant_key))
 
 
 @api_endpoint("GET", "POST", "DELETE")
@@ -218,7 +214,7 @@ def variant_users(request, caller: Caller, experiment_id: int, variant_key: str)
     if request.method == "DELETE":
         services.inclusions_remove_all(experiment_id=experiment_id, variant_key=variant_key, by=caller.name)
         return ok()
-    experiment = _experiment(caller, experiment_id)
+    experiment = selectors.experiment_loaded(experiment_id)
     return json_response(selectors.variant_inclusions(selectors.variant_of(experiment, variant_key)))
 
 
@@ -241,7 +237,7 @@ def experiment_deployments(request, caller: Caller, experiment_id: int):
     if request.method == "POST":
         services.experiment_deployments_add(experiment_id=experiment_id, body=parse_json_body(request), by=caller.name)
         return ok()
-    return json_response(selectors.experiment_deployments(_experiment(caller, experiment_id)))
+    return json_response(selectors.experiment_deployments(selectors.experiment_loaded(experiment_id)))
 
 
 @api_endpoint("DELETE")
