@@ -3,12 +3,13 @@
 Two fixed windows per project: the current UTC second (``MANAGEMENT_API_RATE_PER_SECOND``,
 default 100) and the current UTC day (``MANAGEMENT_API_RATE_PER_DAY``, default 100,000; resets
 at midnight UTC). 0 disables a limit. Counters live in Redis when ``REDIS_URL`` is set
-(INCR + EXPIRE), otherwise in the ``RateCounter`` table (one atomic
+(INCR + EXPIRE; while Redis is unreachable the database counts instead), otherwise in the ``RateCounter`` table (one atomic
 ``UPDATE … SET count = count + 1 … RETURNING count`` per window). Settings are read at request
 time. A request refused by the per-second limit does not count against the day.
 """
 
 import datetime
+import logging
 import time
 
 from django.conf import settings
@@ -17,6 +18,7 @@ from django.db import connection
 from .errors import ApiError
 from .models import RateCounter
 
+logger = logging.getLogger(__name__)
 _redis_clients: dict[str, object] = {}
 
 
@@ -63,8 +65,14 @@ def _increment_db(bucket: str, expires_at: datetime.datetime) -> int:
 def _increment(bucket: str, window_end: datetime.datetime) -> int:
     redis_url = getattr(settings, "REDIS_URL", None)
     if redis_url:
+        import redis
+
         ttl = max(1, int((window_end - datetime.datetime.now(datetime.UTC)).total_seconds()) + 2)
-        return _increment_redis(redis_url, bucket, ttl)
+        try:
+            return _increment_redis(redis_url, bucket, ttl)
+        except redis.RedisError as exc:
+            # Still limit (per database) rather than fail every request or stop limiting.
+            logger.warning("rate limiter: Redis unavailable (%s); counting in the database", exc)
     return _increment_db(bucket, window_end + datetime.timedelta(seconds=2))
 
 

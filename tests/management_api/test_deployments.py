@@ -56,3 +56,21 @@ def test_adding_an_unknown_or_foreign_deployment_is_rejected_and_writes_nothing(
     wrong_type = api.post(f"/experiments/{experiment_id}/deployments", {"deployments": "1"})
     assert wrong_type.status_code == 400 and wrong_type.json()["field"] == "deployments"
     assert Version.objects.count() == versions
+
+
+def test_add_deployment_like_the_seed_curl_without_a_content_type(api, experiment_id, deployment_id):
+    response = api.request(
+        "POST",
+        f"/experiments/{experiment_id}/deployments",
+        data=f'{{"deployments":["{deployment_id}"]}}',
+        headers={"Accept": "application/json"},
+    )
+    assert response.status_code == 200 and response.text == "OK"
+    assert api.get(f"/experiments/{experiment_id}").json()["deployments"] == [deployment_id]
+
+
+def test_archived_deployment_cannot_be_added_to_an_experiment(api, experiment_id, deployment_id):
+    api.patch(f"/deployments/{deployment_id}", {"archive": True})
+    response = api.post(f"/experiments/{experiment_id}/deployments", {"deployments": [deployment_id]})
+    assert response.status_code == 400
+    assert response.json()["field"] == "deployments[0]"

@@ -87,3 +87,10 @@ def test_redis_counter_limits_per_project_when_redis_is_configured(api, other_ap
     assert int(client.get(day_key)) == 3
     assert 0 < client.ttl(day_key) <= 86_400 + 2
     assert not RateCounter.objects.exists()
+
+
+def test_unreachable_redis_falls_back_to_the_database_counter(api, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/15"
+    settings.MANAGEMENT_API_RATE_PER_DAY = 1
+    assert [api.get("/experiments").status_code for _ in range(2)] == [200, 429]
+    assert RateCounter.objects.filter(bucket__startswith=f"{PROJECT_ID}:d:").get().count == 2
