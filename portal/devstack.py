@@ -32,7 +32,11 @@ def main() -> int:
     python = sys.executable
     celery = [python, "-m", "celery", "-A", "portal"]
     processes = {
-        "web": _spawn("web", [python, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]),
+        # gunicorn with threads: the portal calls the embedded API on this same server, so it
+        # must answer several requests at once; static files come from WhiteNoise.
+        "web": _spawn("web", [python, "-m", "gunicorn", "portal.wsgi", "--bind", f"127.0.0.1:{port}",
+                              "--worker-class", "gthread", "--workers", "2", "--threads", "8",
+                              "--access-logfile", "-", "--graceful-timeout", "5"]),
         "worker": _spawn("worker", [*celery, "worker", "--loglevel", "INFO", "--concurrency", "2"]),
         "beat": _spawn("beat", [*celery, "beat", "--loglevel", "INFO"]),
     }

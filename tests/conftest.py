@@ -1,10 +1,20 @@
 import io
 import os
 import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+
+def pytest_sessionstart(session):
+    # The live server answers with Nagle's algorithm off, as `make run` does (see portal.servers).
+    from django.test.testcases import LiveServerThread
+
+    from portal.servers import NoDelayThreadedWSGIServer
+
+    LiveServerThread.server_class = NoDelayThreadedWSGIServer
+
 
 # Playwright's sync API runs an event loop in the test thread; Django's ORM refuses to run
 # beside one unless told that this is deliberate.
@@ -66,6 +76,21 @@ def admin_user(make_user):
     return make_user("alan-admin", "Admin")
 
 
+@pytest.fixture(autouse=True)
+def _isolated_upstream(settings):
+    """No test reaches an upstream by accident, nor sees another test's cached reads or budget."""
+    from django.core.cache import cache
+
+    run = uuid.uuid4().hex[:12]
+    settings.UPSTREAM_BASE_URL = "http://127.0.0.1:9"  # the discard port: nothing answers
+    settings.UPSTREAM_API_KEY = ""
+    settings.UPSTREAM_BUDGET_KEY_PREFIX = f"test:gateway:{run}"
+    settings.MANAGEMENT_API_RATE_REDIS_PREFIX = f"test:mapi:{run}:"
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture
 def embedded_upstream(live_server, settings, transactional_db):
     """Points the portal's gateway at the embedded Management API on the live server."""
@@ -75,6 +100,15 @@ def embedded_upstream(live_server, settings, transactional_db):
     call_command("create_api_key", "portal-tests", "--project", settings.UPSTREAM_PROJECT_ID, stdout=out)
     settings.UPSTREAM_BASE_URL = live_server.url
     settings.UPSTREAM_API_KEY = out.getvalue().strip().splitlines()[-1]
+    settings.UPSTREAM_MAX_RETRY_SECONDS = 5.0
     gateway.reset_client()
     yield live_server
     gateway.reset_client()
+
+
+@pytest.fixture
+def upstream_client(embedded_upstream):
+    """The portal's own gateway client, talking to the embedded API over HTTP (for arranging data)."""
+    from experiments_app import gateway
+
+    return gateway.get_client()

@@ -5,11 +5,6 @@ from experiments_app.permissions import require_permission
 
 
 @require_permission(roles.VIEW)
-def home(request):
-    return render(request, "experiments_app/home.html")
-
-
-@require_permission(roles.VIEW)
 def approvals(request):
     return render(request, "experiments_app/not_yet.html", {"title": "Approvals"})
 
