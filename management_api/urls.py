@@ -27,4 +27,5 @@ urlpatterns = [
     ),
     re_path(r"^deployments/?$", views.deployments_collection, name="deployments"),
     re_path(r"^deployments/(?P<deployment_id>[^/]+)/?$", views.deployment_detail, name="deployment"),
+    re_path(r"^", views.unknown_path),
 ]

@@ -267,6 +267,13 @@ def deployment_detail(request, caller: Caller, deployment_id: int):
     return ok()
 
 
+@login_not_required
+@csrf_exempt
+def unknown_path(request):
+    """Anything else under /api/1/ answers a JSON 404, as API clients expect."""
+    return json_response({"error": f"no such endpoint: {request.path}"}, status=404)
+
+
 # --- Description -----------------------------------------------------------------------
 
 

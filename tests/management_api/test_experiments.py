@@ -267,3 +267,9 @@ def test_unknown_experiment_is_404_and_unknown_method_is_405(api, experiment_id)
     response = api.delete(f"/experiments/{experiment_id}")
     assert response.status_code == 405
     assert set(response.headers["Allow"].split(", ")) == {"GET", "PATCH"}
+
+
+def test_unknown_path_under_the_api_is_a_json_404(api):
+    response = api.get("/flags-that-do-not-exist")
+    assert response.status_code == 404
+    assert response.json()["error"]
