@@ -10,7 +10,7 @@ from experiments_app import gateway
 
 pytestmark = pytest.mark.usefixtures("seeded_random")
 
-MIXED_FAULTS = "429=0.1:0.1,503=0.03,500=0.07,drop=0.1,drop_after=0.1,latency=0.1:0.05"
+MIXED_FAULTS = "429=0.1:0.1,500=0.1,drop=0.1,drop_after=0.1,latency=0.1:0.05"
 
 
 def _statuses(calls):
@@ -35,7 +35,7 @@ def test_reads_succeed_under_injected_faults(gateway_client, experiment, setting
     settings.MANAGEMENT_API_FAULTS = MIXED_FAULTS
 
     with gateway.recording() as calls:
-        for _ in range(8):
+        for _ in range(6):
             assert gateway_client.get_experiment(experiment.id).key == experiment.key
             assert [v.key for v in gateway_client.list_variants(experiment.id)] == ["control", "treatment"]
             assert gateway_client.list_inclusions(experiment.id, "control") == ["a", "b"]
@@ -43,20 +43,20 @@ def test_reads_succeed_under_injected_faults(gateway_client, experiment, setting
     statuses = _statuses(calls)
     # faults happened (rate limits, 5xx, dropped connections) and were ridden out
     assert 429 in statuses and None in statuses and any(s and s >= 500 for s in statuses)
-    assert statuses.count(200) == 24
+    assert statuses.count(200) == 18
 
 
 def test_retry_after_is_honoured_before_repeating(gateway_client, experiment, settings):
-    settings.MANAGEMENT_API_FAULTS = "429=0.5:0.5"
+    settings.MANAGEMENT_API_FAULTS = "429=0.5:0.2"  # Retry-After: 0.2
     started = time.monotonic()
 
     with gateway.recording() as calls:
-        for _ in range(4):
+        for _ in range(3):
             gateway_client.get_experiment(experiment.id)
 
     rate_limited = _statuses(calls).count(429)
     assert rate_limited >= 1
-    assert time.monotonic() - started >= 0.5 * rate_limited
+    assert time.monotonic() - started >= 0.2 * rate_limited
 
 
 def test_idempotent_writes_take_effect_exactly_once_under_faults(gateway_client, experiment, settings):
@@ -106,7 +106,7 @@ def test_create_experiment_is_not_duplicated_after_dropped_connection(gateway_cl
 
 
 def test_create_experiment_is_not_duplicated_after_a_read_timeout(gateway_client, upstream, settings):
-    keys = [f"slow-{i}-{uuid.uuid4().hex[:6]}" for i in range(4)]
+    keys = [f"slow-{i}-{uuid.uuid4().hex[:6]}" for i in range(3)]
     settings.UPSTREAM_READ_TIMEOUT = 0.25
     settings.MANAGEMENT_API_FAULTS = "latency=0.5:0.4"
     slow_client = gateway.get_client()
