@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import os
 import random
 import threading
 import time
@@ -654,6 +655,17 @@ def get_client() -> GatewayClient:
         if _client is None:
             _client = build_client_from_settings()
         return _client
+
+
+def _forget_after_fork() -> None:
+    """A forked child (a prefork Celery worker, a gunicorn worker) must not share the parent's
+    pooled sockets or a lock the parent held: it builds its own client on first use."""
+    global _client, _client_lock
+    _client = None
+    _client_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def reset_client() -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import random
 import threading
 import time
@@ -234,6 +235,15 @@ def get_budget() -> Budget:
                 prefix=getattr(settings, "UPSTREAM_BUDGET_KEY_PREFIX", "portal:gateway"),
             )
         return _budget
+
+
+def _forget_after_fork() -> None:
+    global _budget, _budget_lock
+    _budget = None
+    _budget_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def reset_budget() -> None:

@@ -120,3 +120,19 @@ def test_two_worker_processes_share_one_rate_budget_and_never_see_a_429(upstream
     assert statuses.get("200", 0) == 2 * calls_each
     assert elapsed >= (2 * calls_each - 2) / rate * 0.98
     assert gateway.budget_remaining(upstream.project_id) == settings.UPSTREAM_DAILY_QUOTA - 2 * calls_each
+
+
+def test_budget_keeps_working_in_process_when_redis_is_down(upstream, caplog):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    budget = Budget(rate=1000.0, quota=100, redis_url=f"redis://127.0.0.1:{port}/0",
+                    prefix=f"{upstream.budget_prefix}:down")
+
+    for _ in range(3):
+        budget.acquire("p1", deadline=time.monotonic() + 5)
+
+    assert budget.remaining("p1") == 97
+    assert "Redis unavailable" in caplog.text

@@ -176,3 +176,30 @@ def test_removing_variants_and_deployments_survives_dropped_connections(gateway_
     settings.MANAGEMENT_API_FAULTS = ""
     assert [v.key for v in gateway_client.list_variants(experiment.id)] == ["control", "treatment"]
     assert gateway_client.list_experiment_deployments(experiment.id) == []
+
+
+def test_renaming_a_variant_survives_dropped_connections(gateway_client, experiment, settings):
+    settings.MANAGEMENT_API_FAULTS = "drop_after=0.5"
+
+    with gateway.recording() as calls:
+        gateway_client.update_variant(experiment.id, "treatment", {"key": "t1"})
+        gateway_client.update_variant(experiment.id, "t1", {"key": "t2"})
+        gateway_client.update_variant(experiment.id, "t2", {"key": "t3", "name": "Third"})
+
+    settings.MANAGEMENT_API_FAULTS = ""
+    assert [v.key for v in gateway_client.list_variants(experiment.id)] == ["control", "t3"]
+    assert gateway_client.get_variant(experiment.id, "t3").name == "Third"
+    # a repeat that found the old key gone was settled by reading the new key
+    assert any(c.method == "PATCH" and c.status == 404 for c in calls)
+
+
+def test_create_deployment_is_not_duplicated_after_dropped_connection(gateway_client, upstream, settings):
+    settings.MANAGEMENT_API_FAULTS = "drop_after=0.5"
+
+    with gateway.recording() as calls:
+        created = {label: gateway_client.create_deployment(label=label) for label in ("a", "b", "c", "d")}
+
+    settings.MANAGEMENT_API_FAULTS = ""
+    listed = {d.label: d.id for d in gateway_client.list_deployments()}
+    assert listed == {label: c.id for label, c in created.items()}
+    assert _settled_by_read_back(calls, "POST")
