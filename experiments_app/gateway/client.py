@@ -8,8 +8,8 @@ exceptions.
 When a call is repeated
 -----------------------
 Every repeat waits an exponential backoff with jitter (base ``UPSTREAM_BACKOFF_BASE_SECONDS``,
-0.2 s, doubling to at most 8 s), or at least the upstream's ``Retry-After`` (429, 503), and all attempts of one call (read-backs included) fit in
-``UPSTREAM_MAX_RETRY_SECONDS``. A 429 and a failure before the request left (connect
+0.2 s, doubling up to 8 s) or at least the upstream's ``Retry-After`` (429, 503), and all
+attempts of one call (read-backs included) fit in ``UPSTREAM_MAX_RETRY_SECONDS``. A 429 and a failure before the request left (connect
 timeout, connection refused) are always repeated: the upstream did nothing. An *ambiguous*
 failure -- read timeout, connection dropped after sending, a 5xx -- is handled per endpoint:
 
