@@ -37,6 +37,12 @@ class Api:
         if key is not None:
             self.session.headers["Authorization"] = f"Bearer {key}"
 
+    def __enter__(self) -> "Api":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.session.close()
+
     def request(self, method: str, path: str, json=None, **kwargs) -> requests.Response:
         return self.session.request(method, self.base_url + path, json=json, timeout=15, **kwargs)
 
@@ -72,20 +78,24 @@ def api_key(projects):
 
 
 @pytest.fixture
-def api(live_server, api_key) -> Api:
-    return Api(live_server.url, api_key)
+def api(live_server, api_key):
+    # Closing the session frees the server thread (and its database session) kept alive for it.
+    with Api(live_server.url, api_key) as client:
+        yield client
 
 
 @pytest.fixture
-def other_api(live_server, projects) -> Api:
+def other_api(live_server, projects):
     """A key that reaches only the other project."""
     _, raw_key = api_key_create(name="bob@example.com", project_ids=[OTHER_PROJECT_ID])
-    return Api(live_server.url, raw_key)
+    with Api(live_server.url, raw_key) as client:
+        yield client
 
 
 @pytest.fixture
-def anonymous_api(live_server, projects) -> Api:
-    return Api(live_server.url, None)
+def anonymous_api(live_server, projects):
+    with Api(live_server.url, None) as client:
+        yield client
 
 
 @pytest.fixture

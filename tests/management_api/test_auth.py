@@ -10,7 +10,8 @@ from .conftest import Api
 
 def test_missing_or_wrong_key_is_401(anonymous_api, live_server, experiment_id):
     assert anonymous_api.get("/experiments").status_code == 401
-    assert Api(live_server.url, "mapi_not-a-real-key").get("/experiments").status_code == 401
+    with Api(live_server.url, "mapi_not-a-real-key") as wrong_key:
+        assert wrong_key.get("/experiments").status_code == 401
     wrong_scheme = anonymous_api.get("/experiments", headers={"Authorization": "Basic abc"})
     assert wrong_scheme.status_code == 401
     assert wrong_scheme.json()["error"]
@@ -34,10 +35,10 @@ def test_create_api_key_prints_the_key_on_the_last_line_and_it_works(live_server
     call_command("create_api_key", "portal", "--project", "300003", "--project", "300004", stdout=out)
     key = out.getvalue().strip().splitlines()[-1]
     assert Project.objects.filter(id__in=["300003", "300004"]).count() == 2
-    api = Api(live_server.url, key)
-    response = api.post("/experiments", {"projectId": "300004", "key": "from-cli"})
-    assert response.status_code == 200
-    assert api.get(f"/experiments/{response.json()['id']}").json()["createdBy"] == "portal"
+    with Api(live_server.url, key) as api:
+        response = api.post("/experiments", {"projectId": "300004", "key": "from-cli"})
+        assert response.status_code == 200
+        assert api.get(f"/experiments/{response.json()['id']}").json()["createdBy"] == "portal"
 
 
 def test_create_api_key_needs_a_project(transactional_db):
@@ -51,12 +52,12 @@ def test_revoked_key_is_401_by_name_and_by_prefix(live_server, transactional_db)
         out = io.StringIO()
         call_command("create_api_key", name, "--project", "100001", stdout=out)
         keys.append(out.getvalue().strip().splitlines()[-1])
-    first, second = (Api(live_server.url, key) for key in keys)
-    assert first.get("/experiments").status_code == 200
-    call_command("revoke_api_key", "first", stdout=io.StringIO())
-    assert first.get("/experiments").status_code == 401
-    assert second.get("/experiments").status_code == 200
-    call_command("revoke_api_key", keys[1][:12], stdout=io.StringIO())
-    assert second.get("/experiments").status_code == 401
+    with Api(live_server.url, keys[0]) as first, Api(live_server.url, keys[1]) as second:
+        assert first.get("/experiments").status_code == 200
+        call_command("revoke_api_key", "first", stdout=io.StringIO())
+        assert first.get("/experiments").status_code == 401
+        assert second.get("/experiments").status_code == 200
+        call_command("revoke_api_key", keys[1][:12], stdout=io.StringIO())
+        assert second.get("/experiments").status_code == 401
     with pytest.raises(CommandError):
         call_command("revoke_api_key", "nobody", stdout=io.StringIO())

@@ -50,7 +50,7 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(api, experimen
             "--checks",
             CHECKS,
             "--max-examples",
-            "10",
+            "8",
             # One worker: the SQLite test database is in-memory with a shared cache, where
             # concurrent writers fail with "table is locked" instead of waiting.
             "--workers",
@@ -61,7 +61,7 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(api, experimen
             "--phases",
             "examples,coverage,fuzzing",
             "--request-timeout",
-            "10",
+            "8",
             "--suppress-health-check",
             "all",
         ],

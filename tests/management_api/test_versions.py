@@ -64,3 +64,27 @@ def test_rejected_and_no_op_writes_record_no_version(api, experiment_id):
 def test_unknown_version_is_404(api, experiment_id):
     assert api.get(f"/experiments/{experiment_id}/versions/99").status_code == 404
     assert api.get(f"/experiments/{experiment_id}/versions/latest").status_code == 404
+
+
+def test_concurrent_writes_get_distinct_consecutive_version_numbers(api, experiment_id):
+    import concurrent.futures
+
+    import pytest
+    from django.db import connection
+
+    if connection.vendor == "sqlite":
+        pytest.skip("the SQLite test database is in-memory with a shared cache: writers fail instead of waiting")
+
+    def write(n):
+        from .conftest import Api
+
+        with Api(api.base_url.removesuffix("/api/1"), api.session.headers["Authorization"].split()[1]) as client:
+            return [
+                client.patch(f"/experiments/{experiment_id}", {"description": f"writer {n} edit {i}"}).status_code
+                for i in range(5)
+            ]
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
+        statuses = [status for result in pool.map(write, range(6)) for status in result]
+    assert statuses == [200] * 30
+    assert [v["version"] for v in versions(api, experiment_id)] == list(range(31, 0, -1))
