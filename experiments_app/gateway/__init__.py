@@ -11,7 +11,7 @@ See client.py for the retry table, ratelimit.py for the shared budget.
 
 from django.core.signals import setting_changed
 
-from .client import GatewayClient, build_client_from_settings, get_client, reset_client
+from .client import GatewayClient, build_client_from_settings, get_client, reset_client, retry_budget
 from .context import CallRecord, correlation, current_correlation_id, recording
 from .errors import (
     BudgetExhausted,
@@ -33,7 +33,7 @@ __all__ = [
     "GatewayClient", "InvalidInput", "NotFound", "Page", "RateLimited", "Unauthorized", "UpstreamError",
     "UpstreamStatus", "UpstreamTimeout", "UpstreamUnavailable", "Variant", "Version", "WriteOutcomeUnknown",
     "budget_remaining", "budget_reserve_check", "build_client_from_settings", "correlation",
-    "current_correlation_id", "get_budget", "get_client", "recording", "reset_client",
+    "current_correlation_id", "get_budget", "get_client", "recording", "reset_client", "retry_budget",
 ]
 
 

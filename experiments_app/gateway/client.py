@@ -61,6 +61,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -94,6 +95,17 @@ BULK_DELETE_MAX = 100
 LIST_PAGE_MAX = 1000
 
 _retry_seconds_override: ContextVar[float | None] = ContextVar("gateway_retry_seconds", default=None)
+
+
+@contextmanager
+def retry_budget(seconds: float) -> Iterator[None]:
+    """Let the calls made inside the block spend at most ``seconds`` on retries each, instead of
+    ``UPSTREAM_MAX_RETRY_SECONDS`` -- for a web request that should fail fast, say."""
+    token = _retry_seconds_override.set(float(seconds))
+    try:
+        yield
+    finally:
+        _retry_seconds_override.reset(token)
 
 
 class _Ambiguous(Exception):
@@ -381,9 +393,8 @@ class GatewayClient:
         if not self._api_key:
             ok, detail = False, "no management API key is configured (UPSTREAM_API_KEY)"
         else:
-            token = _retry_seconds_override.set(max_retry_seconds)
             try:
-                with ensure_correlation():
+                with retry_budget(max_retry_seconds), ensure_correlation():
                     deployments = list(self.list_deployments())
                     experiments = self.list_experiments(limit=LIST_PAGE_MAX)
                 project_ids = {d.project_id for d in deployments if d.project_id}
@@ -397,8 +408,6 @@ class GatewayClient:
                 ok, detail = False, "the management API key has no access (403)"
             except UpstreamError as exc:
                 ok, detail = False, f"{type(exc).__name__}: {exc.message}"
-            finally:
-                _retry_seconds_override.reset(token)
         return UpstreamStatus(base_url=self.base_url, ok=ok, detail=detail, project_ids=sorted(project_ids),
                               deployments=deployments, budget_remaining=self.budget_remaining())
 

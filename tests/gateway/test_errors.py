@@ -146,3 +146,14 @@ def test_api_key_never_appears_in_repr_errors_or_logs(upstream, settings, caplog
         "".join(traceback.format_exception(e)) + repr(e) + repr(vars(e)) for e in errors]
     assert not any(key in text or key[:-2] in text for text in texts)
     assert "upstream GET /api/1/experiments/404404 status=404" in caplog.text
+
+
+def test_retry_budget_makes_a_call_give_up_sooner(upstream, settings):
+    settings.UPSTREAM_BASE_URL = _closed_port_url()
+    settings.UPSTREAM_MAX_RETRY_SECONDS = 30
+    started = time.monotonic()
+
+    with gateway.retry_budget(0.3), pytest.raises(gateway.UpstreamUnavailable):
+        gateway.get_client().list_experiments()
+
+    assert time.monotonic() - started < 3
