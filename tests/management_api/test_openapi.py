@@ -61,7 +61,7 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(api, experimen
             "--phases",
             "examples,coverage,fuzzing",
             "--request-timeout",
-            "8",
+            "10",
             "--suppress-health-check",
             "all",
         ],
