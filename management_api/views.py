@@ -101,7 +101,9 @@ def api_endpoint(*methods: str, body_project: bool = False):
                 return json_response(error.body(), status=error.status, headers=error.headers)
             except IntegrityError:
                 logger.warning("management API write conflicted", exc_info=True)
-                return json_response({"error": "the write conflicted with a concurrent change; retry"}, status=409)
+                return json_response(
+                    {"error": "the write conflicts with existing data (changed concurrently?); read and retry"}, status=400
+                )
             except Exception:
                 logger.exception("management API request failed: %s %s", request.method, request.path)
                 return json_response({"error": "internal server error"}, status=500)
