@@ -3,6 +3,7 @@ from django.http import Http404
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
+from django.views.decorators.vary import vary_on_headers
 
 from experiments_app import gateway, readable, roles, selectors
 from experiments_app.forms import ExperimentFilterForm, InclusionSearchForm, VersionCompareForm
@@ -18,6 +19,7 @@ DETAIL = "experiments_app/experiment_detail.html"
 
 
 @require_GET
+@vary_on_headers("HX-Request", "HX-History-Restore-Request")
 @require_permission(roles.VIEW)
 def experiment_list(request):
     form = ExperimentFilterForm(request.GET)
@@ -37,10 +39,9 @@ def experiment_list(request):
         "query": query.urlencode(),
         "active_filters": [f for f, v in form.cleaned_data.items() if v] if form.is_valid() else [],
     }
-    if request.htmx and cursor:
-        return render(request, "experiments_app/experiment_list.html#rows", context)
-    if request.htmx and not request.htmx.boosted:
-        return render(request, "experiments_app/experiment_list.html#results", context)
+    fragment = request.htmx and not request.htmx.boosted and not request.htmx.history_restore_request
+    if fragment:
+        return render(request, "experiments_app/experiment_list.html#" + ("rows" if cursor else "results"), context)
     return render(request, "experiments_app/experiment_list.html", context)
 
 
@@ -54,7 +55,7 @@ def experiment_detail(request, experiment_id: str):
         experiment = selectors.experiment_get(experiment_id)
     except gateway.UpstreamError as error:
         return upstream_error(request, error)
-    return render(request, DETAIL, _tab_area_context(request, experiment, tab))
+    return render(request, DETAIL, {"experiment": experiment, **_tab_area_context(request, experiment_id, tab)})
 
 
 @require_GET
@@ -62,23 +63,22 @@ def experiment_detail(request, experiment_id: str):
 def experiment_tab(request, experiment_id: str, tab: str):
     if tab not in dict(TABS):
         raise Http404("No such tab")
+    return render(request, f"{DETAIL}#tab_area", _tab_area_context(request, experiment_id, tab))
+
+
+def _tab_area_context(request, experiment_id: str, tab: str) -> dict:
+    """The tab bar and one tab's content; an upstream failure fills the tab with a retry box
+    and leaves the tab bar working."""
+    context = {"experiment_id": experiment_id, "tabs": TABS, "tab": tab, "tab_template": f"{DETAIL}#tab_{tab}"}
     try:
         experiment = selectors.experiment_get(experiment_id)
+        context.update(experiment=experiment, **_tab_context(request, experiment, tab))
+    except gateway.NotFound as error:
+        raise Http404(error.message) from None
     except gateway.UpstreamError as error:
-        return upstream_error(request, error)
-    return render(request, f"{DETAIL}#tab_area", _tab_area_context(request, experiment, tab))
-
-
-def _tab_area_context(request, experiment: gateway.Experiment, tab: str) -> dict:
-    """The tab bar and one tab's content; an upstream failure fills the tab with a retry box."""
-    context = {"experiment": experiment, "tabs": TABS, "tab": tab, "tab_template": f"{DETAIL}#tab_{tab}"}
-    try:
-        context.update(_tab_context(request, experiment, tab))
-    except gateway.UpstreamError as error:
-        if isinstance(error, gateway.NotFound):
-            raise Http404(error.message) from None
-        context.update(problem=upstream_problem(error), tab_template="_upstream_error.html", retry_target="#tab-area",
-                       retry_url=reverse("experiment_tab", args=[experiment.id, tab]) + "?" + request.GET.urlencode())
+        retry_url = reverse("experiment_tab", args=[experiment_id, tab]) + "?" + request.GET.urlencode()
+        context.update(problem=upstream_problem(error), tab_template="_upstream_error.html",
+                       retry_target="#tab-area", retry_url=retry_url)
     return context
 
 

@@ -24,7 +24,7 @@ def test_admin_pages_need_login_too(client, db):
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_viewer_sees_every_page_with_navigation(client, viewer, page):
+def test_viewer_sees_every_page_with_navigation(client, viewer, embedded_upstream, page):
     client.force_login(viewer)
     response = client.get(reverse(page))
     assert response.status_code == 200
@@ -82,10 +82,10 @@ def test_create_user_command_rejects_a_weak_password(db):
 def test_login_and_logout(client, editor):
     response = client.post(reverse("login"), {"username": editor.username, "password": PASSWORD})
     assert response.status_code == 302
-    assert client.get(reverse("home")).status_code == 200
+    assert client.get(reverse("approvals")).status_code == 200
     assert client.get(reverse("logout")).status_code == 405  # logging out is a POST
     client.post(reverse("logout"))
-    assert client.get(reverse("home")).status_code == 302
+    assert client.get(reverse("approvals")).status_code == 302
 
 
 def test_failed_logins_are_throttled(client, editor, settings):
@@ -100,7 +100,7 @@ def test_failed_logins_are_throttled(client, editor, settings):
 
 def test_pages_carry_a_nonce_based_content_security_policy(client, viewer):
     client.force_login(viewer)
-    response = client.get(reverse("home"))
+    response = client.get(reverse("approvals"))
     policy = response["Content-Security-Policy"]
     assert "script-src 'self' 'nonce-" in policy
     assert "unsafe-inline" not in policy
@@ -110,7 +110,7 @@ def test_pages_carry_a_nonce_based_content_security_policy(client, viewer):
 
 def test_htmx_is_served_from_the_vendored_copy_and_csrf_header_is_set(client, viewer):
     client.force_login(viewer)
-    html = client.get(reverse("home")).content.decode()
+    html = client.get(reverse("approvals")).content.decode()
     assert "/static/django_htmx/htmx-2.min.js" in html
     assert 'hx-headers=\'{"X-CSRFToken": "' in html
     assert "http://" not in html.replace("http://testserver", "") and "https://" not in html
