@@ -141,7 +141,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    "expire-change-requests": {"task": "experiments_app.tasks.expire_change_requests", "schedule": 300.0},
+}
 
 # --- The upstream Management API -------------------------------------------------------
 PORT = env_int("PORT", 8000, minimum=1)
@@ -162,6 +164,10 @@ MANAGEMENT_API_RATE_PER_SECOND = env_int("MANAGEMENT_API_RATE_PER_SECOND", 100)
 MANAGEMENT_API_RATE_PER_DAY = env_int("MANAGEMENT_API_RATE_PER_DAY", 100_000)
 MANAGEMENT_API_FAULTS = env_str("MANAGEMENT_API_FAULTS")
 MANAGEMENT_API_PUBLIC_URL = env_str("MANAGEMENT_API_PUBLIC_URL", "http://experiment.localhost")
+
+# --- Change requests -------------------------------------------------------------------
+CHANGE_REQUEST_EXPIRY_DAYS = env_int("CHANGE_REQUEST_EXPIRY_DAYS", 7, minimum=1)
+PORTAL_BASE_URL = env_str("PORTAL_BASE_URL", f"http://127.0.0.1:{PORT}").rstrip("/")
 
 # --- Auth ------------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
