@@ -8,9 +8,11 @@ Archiving (``archive: true``) sets ``archived`` and ``deleted`` and leaves ``sta
 """
 
 import datetime
+import json
 from collections.abc import Iterable
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, QuerySet, TextField
+from django.db.models.functions import Cast
 
 from .errors import not_found
 from .models import Deployment, Experiment, ExperimentDeployment, Inclusion, Variant, Version
@@ -59,24 +61,27 @@ EXPERIMENT_COLUMNS = (
     "bucketing_unit",
     "rolled_out_variant",
     "rollout_percentage",
-    "rollout_weights",
-    "target_segments",
     "sticky_bucketing",
     "start_date",
     "end_date",
     "experiment_type",
     "archived",
-    "tags",
     "created_by",
     "created_at",
-    "exposure_event",
 )
+# JSON columns are copied into the answer as the database's JSON text, never decoded and
+# re-encoded: that round trip was most of the time of a 1,000-experiment page.
+RAW_JSON_COLUMNS = {
+    "rollout_weights": "rolloutWeights",
+    "target_segments": "targetSegments",
+    "tags": "tags",
+    "exposure_event": "exposureEvent",
+}
 
 
-def _experiment_object(row: dict, variant_keys: list[str], deployment_ids: list[str]) -> dict:
-    """The seed's experiment object plus ``createdAt`` and ``archived``."""
-    state = derive_state(enabled=row["enabled"], ever_enabled=row["ever_enabled"])
-    return {
+def _experiment_document(row: dict, variant_keys: list[str], deployment_ids: list[str]) -> str:
+    """The seed's experiment object plus ``createdAt`` and ``archived``, as JSON text."""
+    fields = {
         "id": str(row["id"]),
         "projectId": str(row["project_id"]),
         "deployments": deployment_ids,
@@ -93,50 +98,54 @@ def _experiment_object(row: dict, variant_keys: list[str], deployment_ids: list[
         "variants": [{"key": key} for key in variant_keys],
         "rolledOutVariant": row["rolled_out_variant"],
         "rolloutPercentage": number_out(row["rollout_percentage"]),
-        "rolloutWeights": row["rollout_weights"],
-        "targetSegments": row["target_segments"],
         "stickyBucketing": row["sticky_bucketing"],
-        "state": state,
+        "state": derive_state(enabled=row["enabled"], ever_enabled=row["ever_enabled"]),
         "startDate": _date(row["start_date"]),
         "endDate": _date(row["end_date"]),
         "experimentType": row["experiment_type"],
         "deleted": row["archived"],
         "archived": row["archived"],
-        "tags": row["tags"],
         "createdBy": row["created_by"],
         "createdAt": iso_utc(row["created_at"]),
-        "exposureEvent": row["exposure_event"],
     }
+    raw = "".join(
+        f', "{name}": {row[f"{column}__raw"] or "null"}' for column, name in RAW_JSON_COLUMNS.items()
+    )
+    return json.dumps(fields)[:-1] + raw + "}"
 
 
-def experiment_objects(queryset: QuerySet[Experiment]) -> list[dict]:
+def experiment_documents(queryset: QuerySet[Experiment]) -> list[str]:
     """Serialise experiments in three queries whatever their number (rows, variants, deployments),
     without building model instances — the 1,000-experiment list page stays fast."""
-    rows = list(queryset.values(*EXPERIMENT_COLUMNS))
+    raw_columns = {f"{column}__raw": Cast(column, TextField()) for column in RAW_JSON_COLUMNS}
+    rows = list(queryset.annotate(**raw_columns).values(*EXPERIMENT_COLUMNS, *raw_columns))
     ids = [row["id"] for row in rows]
     variant_keys: dict[int, list[str]] = {experiment_id: [] for experiment_id in ids}
     deployment_ids: dict[int, list[str]] = {experiment_id: [] for experiment_id in ids}
     if ids:
+        # An id range instead of IN (1,000 ids): cheaper to build and run; rows of experiments
+        # outside the page that fall in the range are skipped.
+        span = {"experiment_id__gte": min(ids), "experiment_id__lte": max(ids)}
         for experiment_id, key in (
-            Variant.objects.filter(experiment_id__in=ids)
-            .order_by("experiment_id", "position", "id")
-            .values_list("experiment_id", "key")
+            Variant.objects.filter(**span).order_by("experiment_id", "position", "id").values_list("experiment_id", "key")
         ):
-            variant_keys[experiment_id].append(key)
+            if experiment_id in variant_keys:
+                variant_keys[experiment_id].append(key)
         for experiment_id, deployment_id in (
-            ExperimentDeployment.objects.filter(experiment_id__in=ids)
+            ExperimentDeployment.objects.filter(**span)
             .order_by("experiment_id", "id")
             .values_list("experiment_id", "deployment_id")
         ):
-            deployment_ids[experiment_id].append(str(deployment_id))
-    return [_experiment_object(row, variant_keys[row["id"]], deployment_ids[row["id"]]) for row in rows]
+            if experiment_id in deployment_ids:
+                deployment_ids[experiment_id].append(str(deployment_id))
+    return [_experiment_document(row, variant_keys[row["id"]], deployment_ids[row["id"]]) for row in rows]
 
 
-def experiment_json(experiment_id: int) -> dict:
-    objects = experiment_objects(Experiment.objects.filter(pk=experiment_id))
-    if not objects:
+def experiment_document(experiment_id: int) -> str:
+    documents = experiment_documents(Experiment.objects.filter(pk=experiment_id))
+    if not documents:
         raise not_found(f"experiment {experiment_id} not found", "id")
-    return objects[0]
+    return documents[0]
 
 
 def flag_config(experiment: Experiment) -> dict:
@@ -235,15 +244,15 @@ def variant_of(experiment: Experiment, variant_key: str) -> Variant:
 
 def experiment_list_page(
     *, project_ids: Iterable[str] | None, limit: int, offset: int, include_archived: bool
-) -> tuple[list[dict], str | None]:
+) -> tuple[list[str], str | None]:
     queryset = Experiment.objects.all()
     if project_ids is not None:
         queryset = queryset.filter(project_id__in=list(project_ids))
     if not include_archived:
         queryset = queryset.filter(archived=False)
-    objects = experiment_objects(queryset.order_by("-id")[offset : offset + limit + 1])
-    next_cursor = str(offset + limit) if len(objects) > limit else None
-    return objects[:limit], next_cursor
+    documents = experiment_documents(queryset.order_by("-id")[offset : offset + limit + 1])
+    next_cursor = str(offset + limit) if len(documents) > limit else None
+    return documents[:limit], next_cursor
 
 
 def experiment_versions(experiment: Experiment) -> list[dict]:

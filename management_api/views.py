@@ -38,6 +38,10 @@ def json_response(data, status: int = 200, headers: dict | None = None) -> HttpR
     return response
 
 
+def json_text_response(text: str) -> HttpResponse:
+    return HttpResponse(text, content_type="application/json")
+
+
 def ok() -> HttpResponse:
     return HttpResponse("OK", content_type="text/plain")
 
@@ -155,10 +159,10 @@ def experiments_collection(request, caller: Caller):
     archived = request.GET.get("archived", "false").lower()
     if archived not in ("true", "false"):
         raise bad_request("must be true or false", "archived")
-    experiments, next_cursor = selectors.experiment_list_page(
+    documents, next_cursor = selectors.experiment_list_page(
         project_ids=_listing_projects(request, caller), limit=limit, offset=offset, include_archived=archived == "true"
     )
-    return json_response({"experiments": experiments, "nextCursor": next_cursor})
+    return json_text_response(f'{{"experiments": [{", ".join(documents)}], "nextCursor": {json.dumps(next_cursor)}}}')
 
 
 def _public_url() -> str:
@@ -172,7 +176,7 @@ def experiment_detail(request, caller: Caller, experiment_id: int):
     if request.method == "PATCH":
         services.experiment_edit(experiment_id=experiment_id, body=parse_json_body(request), by=caller.name)
         return ok()
-    return json_response(selectors.experiment_json(experiment_id))
+    return json_text_response(selectors.experiment_document(experiment_id))
 
 
 @api_endpoint("GET")
