@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "axes",
     "management_api",
     "experiments_app",
+    "experiments_app.audit",
 ]
 
 MIDDLEWARE = [

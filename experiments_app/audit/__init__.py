@@ -1,0 +1,1 @@
+"""Audit history: an append-only, hash-chained record of every state change (see services.py)."""
