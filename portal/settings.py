@@ -146,6 +146,13 @@ CELERY_BEAT_SCHEDULE: dict = {
     "expire-change-requests": {"task": "experiments_app.tasks.expire_change_requests", "schedule": 300.0},
 }
 
+# --- Audit history (experiments_app.audit) ---------------------------------------------
+AUDIT_DRIFT_SECONDS = env_float("AUDIT_DRIFT_SECONDS", 60.0, minimum=1.0)
+AUDIT_WEBHOOK_URL = env_url("AUDIT_WEBHOOK_URL", "", schemes={"http", "https"})
+AUDIT_WEBHOOK_SECRET = env_str("AUDIT_WEBHOOK_SECRET")
+CELERY_BEAT_SCHEDULE["audit-process-outbox"] = {"task": "audit.process_outbox", "schedule": 60.0}
+CELERY_BEAT_SCHEDULE["audit-detect-drift"] = {"task": "audit.detect_drift", "schedule": AUDIT_DRIFT_SECONDS}
+
 # --- The upstream Management API -------------------------------------------------------
 PORT = env_int("PORT", 8000, minimum=1)
 UPSTREAM_BASE_URL = env_url("UPSTREAM_BASE_URL", f"http://127.0.0.1:{PORT}", schemes={"http", "https"}).rstrip("/")
