@@ -1,26 +1,30 @@
 """Fault injection for testing clients (off unless ``MANAGEMENT_API_FAULTS`` is set).
 
-Format: comma-separated ``NAME=PROBABILITY[:PARAM]`` entries, read from settings on every
-request (so tests can toggle them), e.g.::
+Format: comma-separated ``NAME=PROBABILITY[:PARAM][@SCOPE]`` entries, read from settings on
+every request (so tests can toggle them), e.g.::
 
-    MANAGEMENT_API_FAULTS="429=0.1:2,503=0.05,500=0.02,latency=0.2:0.05,drop=0.05,drop_after=0.1"
+    MANAGEMENT_API_FAULTS="429=0.1:2,503=0.05,500=0.02,latency=0.2:0.05,drop=0.05,drop_after=0.1@write"
 
 - ``429=P[:S]``        answer 429 with ``Retry-After: S`` (default 1 second);
 - ``500=P``, ``503=P`` answer that status (503 also carries ``Retry-After: 1``);
 - ``drop=P``           close the connection without answering; nothing is written;
 - ``drop_after=P``     run the request (a write is committed) and then close the connection
                        without answering — the ambiguous failure a client must survive;
-- ``latency=P:S``      sleep S seconds (float) first; independent of the others.
+- ``latency=P:S``      sleep S seconds (float) first; independent of the others;
+- ``@read`` / ``@write`` (optional) limits an entry to GET requests / to every other method;
+- ``seed=N``           draw from a dedicated ``random.Random(N)``, restarted whenever the setting
+                       changes, so a test making the same requests sees the same faults.
 
-One draw of ``random.random()`` chooses among 429/500/503/drop/drop_after, in that order, by
-their cumulative probabilities (their sum must not exceed 1). Faults apply after
-authentication and before rate limiting and the handler, so a faulted request (other than
-``drop_after``) changes nothing. An invalid value makes every API request answer 500 with a
-message naming the problem: a typo must not silently turn faults off.
+One draw chooses among the entries that apply to the request (429/500/503/drop/drop_after, in
+the order written) by their cumulative probabilities; those of one scope must not add up to
+more than 1. Faults apply after authentication and before rate limiting and the handler, so a
+faulted request (other than ``drop_after``) changes nothing. An invalid value makes every API
+request answer 500 with a message naming the problem: a typo must not silently turn faults off.
 """
 
 import random
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -29,32 +33,54 @@ from django.conf import settings
 from .errors import ApiError
 
 OUTCOMES = ("429", "500", "503", "drop", "drop_after")
+SCOPES = ("all", "read", "write")
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    probability: float
+    param: float | None = None
+    scope: str = "all"
+
+    def applies_to(self, method: str) -> bool:
+        return self.scope == "all" or (self.scope == "read") == (method in ("GET", "HEAD"))
 
 
 @dataclass(frozen=True)
 class FaultPlan:
-    outcomes: list[tuple[str, float, float | None]] = field(default_factory=list)
-    latency_probability: float = 0.0
-    latency_seconds: float = 0.0
+    outcomes: list[Fault] = field(default_factory=list)
+    latency: Fault | None = None
+    seed: int | None = None
 
 
 class FaultConfigError(ValueError):
     pass
 
 
-_cache: dict[str, FaultPlan] = {}
+_lock = threading.Lock()
+_state: dict = {"text": None, "plan": None, "rng": random}
 
 
 def parse_faults(text: str) -> FaultPlan:
-    if text in _cache:
-        return _cache[text]
-    outcomes: list[tuple[str, float, float | None]] = []
-    latency_probability = latency_seconds = 0.0
+    outcomes: list[Fault] = []
+    latency = None
+    seed = None
     for entry in filter(None, (part.strip() for part in text.split(","))):
         name, sep, value = entry.partition("=")
         name = name.strip().lower()
         if not sep:
-            raise FaultConfigError(f"{entry!r} is not NAME=PROBABILITY[:PARAM]")
+            raise FaultConfigError(f"{entry!r} is not NAME=PROBABILITY[:PARAM][@read|@write]")
+        if name == "seed":
+            try:
+                seed = int(value)
+            except ValueError:
+                raise FaultConfigError(f"{entry!r}: seed must be an integer") from None
+            continue
+        value, _, scope = value.partition("@")
+        scope = scope.strip().lower() or "all"
+        if scope not in SCOPES:
+            raise FaultConfigError(f"{entry!r}: scope must be @read or @write")
         probability_text, _, param_text = value.partition(":")
         try:
             probability = float(probability_text)
@@ -68,48 +94,61 @@ def parse_faults(text: str) -> FaultPlan:
         if name == "latency":
             if param is None:
                 raise FaultConfigError(f"{entry!r}: latency needs seconds, e.g. latency=0.2:0.05")
-            latency_probability, latency_seconds = probability, param
+            latency = Fault(name, probability, param, scope)
         elif name in OUTCOMES:
-            outcomes.append((name, probability, param))
+            outcomes.append(Fault(name, probability, param, scope))
         else:
-            raise FaultConfigError(f"{entry!r}: unknown fault {name!r} (known: {', '.join(OUTCOMES)}, latency)")
-    if sum(p for _, p, _ in outcomes) > 1 + 1e-9:
-        raise FaultConfigError("the probabilities of 429/500/503/drop/drop_after add up to more than 1")
-    plan = FaultPlan(outcomes, latency_probability, latency_seconds)
-    _cache[text] = plan
-    return plan
+            raise FaultConfigError(f"{entry!r}: unknown fault {name!r} (known: {', '.join(OUTCOMES)}, latency, seed)")
+    for method in ("GET", "POST"):
+        if sum(f.probability for f in outcomes if f.applies_to(method)) > 1 + 1e-9:
+            raise FaultConfigError("the probabilities of 429/500/503/drop/drop_after add up to more than 1")
+    return FaultPlan(outcomes, latency, seed)
 
 
-def current_plan() -> FaultPlan | None:
+def _plan_and_rng():
     text = (getattr(settings, "MANAGEMENT_API_FAULTS", "") or "").strip()
-    if not text:
-        return None
-    try:
-        return parse_faults(text)
-    except FaultConfigError as exc:
-        raise ApiError(500, f"MANAGEMENT_API_FAULTS is invalid: {exc}") from None
+    with _lock:
+        if text != _state["text"]:
+            _state["text"] = text
+            _state["plan"] = _state["rng"] = None
+            try:
+                plan = parse_faults(text) if text else None
+            except FaultConfigError as exc:
+                _state["plan"] = exc
+            else:
+                _state["plan"] = plan
+                _state["rng"] = random.Random(plan.seed) if plan and plan.seed is not None else random
+        plan, rng = _state["plan"], _state["rng"]
+    if isinstance(plan, FaultConfigError):
+        raise ApiError(500, f"MANAGEMENT_API_FAULTS is invalid: {plan}")
+    return plan, rng
 
 
-def choose_fault() -> tuple[str, float | None] | None:
+def choose_fault(method: str = "GET") -> tuple[str, float | None] | None:
     """Apply latency; return the outcome to inject (or None). Raises ApiError for statuses."""
-    plan = current_plan()
+    plan, rng = _plan_and_rng()
     if plan is None:
         return None
-    if plan.latency_probability and random.random() < plan.latency_probability:
-        time.sleep(plan.latency_seconds)
-    draw = random.random()
+    with _lock:
+        slow = plan.latency is not None and plan.latency.applies_to(method) and rng.random() < plan.latency.probability
+        draw = rng.random()
+    if slow:
+        time.sleep(plan.latency.param)
     threshold = 0.0
-    for name, probability, param in plan.outcomes:
-        threshold += probability
-        if probability and draw < threshold:
-            if name == "429":
-                retry_after = str(int(param) if param is not None and float(param).is_integer() else (param or 1))
+    for fault in plan.outcomes:
+        if not fault.applies_to(method):
+            continue
+        threshold += fault.probability
+        if fault.probability and draw < threshold:
+            if fault.name == "429":
+                seconds = fault.param if fault.param is not None else 1
+                retry_after = str(int(seconds)) if float(seconds).is_integer() else str(seconds)
                 raise ApiError(429, "injected fault: rate limit exceeded", headers={"Retry-After": retry_after})
-            if name == "503":
+            if fault.name == "503":
                 raise ApiError(503, "injected fault: service unavailable", headers={"Retry-After": "1"})
-            if name == "500":
+            if fault.name == "500":
                 raise ApiError(500, "injected fault: internal server error")
-            return name, param
+            return fault.name, fault.param
     return None
 
 

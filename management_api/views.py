@@ -92,7 +92,7 @@ def api_endpoint(*methods: str, body_project: bool = False):
                 if request.method not in methods:
                     raise ApiError(405, f"method {request.method} not allowed", headers={"Allow": ", ".join(methods)})
                 caller = authenticate(request)
-                fault = choose_fault()
+                fault = choose_fault(request.method)
                 if fault and fault[0] == "drop":
                     drop_connection(request)
                     return HttpResponse(status=503)

@@ -61,13 +61,37 @@ def test_an_invalid_fault_setting_fails_loudly(api, settings):
     assert "MANAGEMENT_API_FAULTS" in response.json()["error"]
 
 
-@pytest.mark.parametrize("text", ["429", "teapot=0.1", "500=1.5", "latency=0.5", "500=0.6,503=0.6"])
+@pytest.mark.parametrize(
+    "text", ["429", "teapot=0.1", "500=1.5", "latency=0.5", "500=0.6,503=0.6", "500=0.1@sometimes", "seed=x"]
+)
 def test_fault_format_errors_are_explained(text):
     with pytest.raises(FaultConfigError):
         parse_faults(text)
 
 
 def test_fault_format_parses_every_kind():
-    plan = parse_faults("429=0.1:2,503=0.05,500=0.02,latency=0.2:0.05,drop=0.05,drop_after=0.1")
-    assert [name for name, _, _ in plan.outcomes] == ["429", "503", "500", "drop", "drop_after"]
-    assert (plan.latency_probability, plan.latency_seconds) == (0.2, 0.05)
+    plan = parse_faults("429=0.1:2,503=0.05,500=0.02,latency=0.2:0.05,drop=0.05,drop_after=0.1@write,seed=7")
+    assert [f.name for f in plan.outcomes] == ["429", "503", "500", "drop", "drop_after"]
+    assert plan.outcomes[-1].scope == "write" and plan.outcomes[0].param == 2
+    assert (plan.latency.probability, plan.latency.param) == (0.2, 0.05)
+    assert plan.seed == 7
+    assert parse_faults("500=0.6@read,503=0.6@write").outcomes[1].scope == "write"
+
+
+def test_a_write_scoped_fault_leaves_reads_alone(api, experiment_id, settings):
+    settings.MANAGEMENT_API_FAULTS = "503=1@write"
+    assert api.get(f"/experiments/{experiment_id}").status_code == 200
+    assert api.patch(f"/experiments/{experiment_id}", {"name": "x"}).status_code == 503
+
+
+def test_a_seeded_fault_plan_repeats_the_same_faults(api, experiment_id, settings):
+    def statuses():
+        settings.MANAGEMENT_API_FAULTS = "503=0.5,seed=42"
+        observed = [api.get(f"/experiments/{experiment_id}").status_code for _ in range(12)]
+        settings.MANAGEMENT_API_FAULTS = ""
+        api.get(f"/experiments/{experiment_id}")  # the server sees the setting change
+        return observed
+
+    first = statuses()
+    assert set(first) == {200, 503}
+    assert statuses() == first
