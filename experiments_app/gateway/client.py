@@ -41,7 +41,9 @@ create deployment                  POST    read back, then       list deployment
 remove user by index               DELETE  read back, then       the index shifts after each removal: re-read
                                            resend only if still  the inclusions and look for the expected user
                                            present               (resend at its current index); without an
-                                                                 expected user, WriteOutcomeUnknown
+                                                                 expected user, WriteOutcomeUnknown. With
+                                                                 one, the index is also checked before the
+                                                                 first send
 =================================  ======  ====================  ==========================================
 
 For the read-back writes a 400 that follows an ambiguous attempt (e.g. "key already exists",
@@ -300,8 +302,13 @@ class GatewayClient:
 
     def remove_inclusion_at(self, experiment_id: str, variant_key: str, index: int, *,
                             expected_user: str | None = None) -> None:
-        """Remove the inclusion at ``index``. Pass ``expected_user`` (the id you saw there) so that
-        an ambiguous failure can be settled by reading back instead of failing."""
+        """Remove the inclusion at ``index``.
+
+        Pass ``expected_user`` (the id you saw at that index): the gateway then first checks that
+        the user is still there (indexes shift when others edit the list) and removes it at its
+        current index, does nothing if it is already gone, and settles an ambiguous failure by
+        reading back. Without it, an ambiguous failure raises WriteOutcomeUnknown.
+        """
         index = int(index)
         path_of = lambda i: f"{self._variants_path(experiment_id, variant_key)}/users/{int(i)}"  # noqa: E731
         if expected_user is None:
@@ -311,15 +318,19 @@ class GatewayClient:
         expected = str(expected_user)
         current = {"index": index}
 
-        def find() -> bool | None:
+        def gone() -> bool | None:
             users = self.list_inclusions(experiment_id, variant_key)
             if expected not in users:
                 return True
-            current["index"] = users.index(expected)  # still there: resend at its current place
+            current["index"] = index if index < len(users) and users[index] == expected else users.index(expected)
             return None
 
         with ensure_correlation():
-            self._write_once("DELETE", lambda: path_of(current["index"]), json=None, find=find,
+            if gone():
+                logger.info("upstream: %r is no longer included in variant %r; nothing to remove",
+                            expected, variant_key)
+                return
+            self._write_once("DELETE", lambda: path_of(current["index"]), json=None, find=gone,
                              what=f"remove user {expected!r}")
 
     def remove_all_inclusions(self, experiment_id: str, variant_key: str) -> None:

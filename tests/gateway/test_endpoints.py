@@ -86,6 +86,17 @@ def test_inclusions_are_added_listed_and_removed_by_index_by_value_and_all(gatew
     assert gateway_client.list_inclusions(experiment.id, "control") == []
 
 
+def test_remove_by_index_follows_the_expected_user_when_the_list_shifted(gateway_client, experiment):
+    gateway_client.add_inclusions(experiment.id, "control", ["a", "b", "c"])
+    seen_index_of_c = 2
+    gateway_client.remove_inclusion_at(experiment.id, "control", 0, expected_user="a")  # someone else
+
+    gateway_client.remove_inclusion_at(experiment.id, "control", seen_index_of_c, expected_user="c")
+    gateway_client.remove_inclusion_at(experiment.id, "control", seen_index_of_c, expected_user="c")  # again
+
+    assert gateway_client.list_inclusions(experiment.id, "control") == ["b"]
+
+
 def test_bulk_remove_refuses_more_than_one_hundred_ids_without_calling(gateway_client, experiment):
     with gateway.recording() as calls, pytest.raises(ValueError):
         gateway_client.bulk_remove_inclusions(experiment.id, "control", [f"u{i}" for i in range(101)])

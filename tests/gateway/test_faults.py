@@ -134,18 +134,18 @@ def test_create_variant_is_not_duplicated_after_dropped_connection(gateway_clien
 
 
 def test_remove_by_index_after_dropped_connection_removes_only_the_expected_user(gateway_client, experiment, settings):
-    users = [f"user-{i}" for i in range(10)]
+    users = [f"user-{i}" for i in range(12)]
     gateway_client.add_inclusions(experiment.id, "control", users)
+    to_remove = ["user-3", "user-5", "user-0", "user-11", "user-7", "user-1", "user-8", "user-4"]
     settings.MANAGEMENT_API_FAULTS = "drop_after=0.5"
 
     with gateway.recording() as calls:
-        for user in ("user-3", "user-5", "user-0", "user-9"):
-            current = gateway_client.list_inclusions(experiment.id, "control")
-            gateway_client.remove_inclusion_at(experiment.id, "control", current.index(user), expected_user=user)
+        for user in to_remove:
+            gateway_client.remove_inclusion_at(experiment.id, "control", users.index(user), expected_user=user)
+            users.remove(user)
 
     settings.MANAGEMENT_API_FAULTS = ""
-    assert gateway_client.list_inclusions(experiment.id, "control") == [
-        "user-1", "user-2", "user-4", "user-6", "user-7", "user-8"]
+    assert gateway_client.list_inclusions(experiment.id, "control") == ["user-2", "user-6", "user-9", "user-10"]
     assert _settled_by_read_back(calls, "DELETE")
 
 
