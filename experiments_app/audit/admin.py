@@ -11,6 +11,7 @@ class AuditEntryAdmin(admin.ModelAdmin):
     list_filter = ("action",)
     search_fields = ("experiment_id", "experiment_key", "actor_label", "correlation_id")
     show_full_result_count = False
+    actions = None
 
     def has_add_permission(self, request):
         return False
@@ -20,6 +21,3 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
-
-    def get_actions(self, request):
-        return {}
