@@ -45,6 +45,21 @@ def policy_for(tier: str) -> Policy:
     return policy
 
 
+def policy_update(*, actor, policy: Policy, required_approvals: int, approver_group=None) -> Policy:
+    _require(actor, roles.ADMINISTER, "Only admins can change the approval policy.")
+    with transaction.atomic():
+        before = {"required_approvals": policy.required_approvals,
+                  "approver_group": policy.approver_group.name if policy.approver_group else None}
+        policy.required_approvals = required_approvals
+        policy.approver_group = approver_group
+        policy.updated_by = actor
+        policy.save()
+        audit_record(action=actions.POLICY_CHANGED, actor=actor, before=before, detail={"tier": policy.tier},
+                     after={"required_approvals": required_approvals,
+                            "approver_group": approver_group.name if approver_group else None})
+    return policy
+
+
 def _require(user, permission: str, message: str) -> None:
     if not user.has_perm(permission):
         raise PermissionDenied(message)

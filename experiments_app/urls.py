@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
-from django.urls import path, register_converter
+from django.urls import include, path, register_converter
 
-from experiments_app.views import experiments, health, pages
+from experiments_app.views import changes, experiments, health, pages
 
 
 class UpstreamIdConverter:
@@ -27,7 +27,28 @@ urlpatterns = [
     path("experiments/<upstream_id:experiment_id>/tabs/<slug:tab>", experiments.experiment_tab, name="experiment_tab"),
     path("experiments/<upstream_id:experiment_id>/versions/compare", experiments.version_compare,
          name="version_compare"),
-    path("approvals/", pages.approvals, name="approvals"),
-    path("bulk-jobs/", pages.bulk_jobs, name="bulk_jobs"),
+    path("experiments/new", changes.experiment_create, name="experiment_create"),
+    path("experiments/<upstream_id:experiment_id>/edit", changes.experiment_edit, name="experiment_edit"),
+    path("experiments/<upstream_id:experiment_id>/segments/new", changes.segment_edit, name="segment_add"),
+    path("experiments/<upstream_id:experiment_id>/segments/<int:index>/edit", changes.segment_edit, name="segment_edit"),
+    path("experiments/<upstream_id:experiment_id>/segments/<int:index>/remove", changes.segment_remove,
+         name="segment_remove"),
+    path("experiments/<upstream_id:experiment_id>/variants/new", changes.variant_edit, name="variant_add"),
+    path("experiments/<upstream_id:experiment_id>/variants/<upstream_id:variant_key>/edit", changes.variant_edit,
+         name="variant_edit"),
+    path("experiments/<upstream_id:experiment_id>/variants/<upstream_id:variant_key>/remove", changes.variant_remove,
+         name="variant_remove"),
+    path("experiments/<upstream_id:experiment_id>/inclusions/edit", changes.inclusions_edit, name="inclusions_edit"),
+    path("experiments/<upstream_id:experiment_id>/deployments/edit", changes.deployments_edit,
+         name="deployments_edit"),
+    path("approvals/", changes.approvals, name="approvals"),
+    path("requests/<int:pk>/", changes.change_request_detail, name="change_request_detail"),
+    path("requests/<int:pk>/approve", changes.change_request_approve, name="change_request_approve"),
+    path("requests/<int:pk>/reject", changes.change_request_reject, name="change_request_reject"),
+    path("requests/<int:pk>/cancel", changes.change_request_cancel, name="change_request_cancel"),
+    path("requests/<int:pk>/comment", changes.change_request_comment, name="change_request_comment"),
+    path("requests/<int:pk>/rebase", changes.change_request_rebase, name="change_request_rebase"),
+    path("policy/", changes.policy, name="policy"),
+    path("bulk-jobs/", include("experiments_app.bulk.urls")),
     path("audit/", pages.audit, name="audit"),
 ]

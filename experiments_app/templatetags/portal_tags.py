@@ -1,3 +1,4 @@
+import json
 from datetime import datetime
 
 from django import template
@@ -19,3 +20,8 @@ def isodate(value):
         return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         return None
+
+
+@register.filter
+def pretty_json(value):
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)

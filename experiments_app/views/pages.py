@@ -5,15 +5,5 @@ from experiments_app.permissions import require_permission
 
 
 @require_permission(roles.VIEW)
-def approvals(request):
-    return render(request, "experiments_app/not_yet.html", {"title": "Approvals"})
-
-
-@require_permission(roles.VIEW)
-def bulk_jobs(request):
-    return render(request, "experiments_app/not_yet.html", {"title": "Bulk jobs"})
-
-
-@require_permission(roles.VIEW)
 def audit(request):
     return render(request, "experiments_app/not_yet.html", {"title": "Audit"})
