@@ -165,7 +165,11 @@ def _deployments_for(project_id: str, raw: Any, field: str = "deployments") -> l
 # --- Experiments -----------------------------------------------------------------------
 
 
-def experiment_create(*, body: Any, by: str, project_ids: frozenset[str] | None) -> Experiment:
+def experiment_create(
+    *, body: Any, by: str, project_ids: frozenset[str] | None, bucketing_salt: str | None = None
+) -> Experiment:
+    """Create an experiment (version 1). ``bucketing_salt`` (default: random) lets demo data be
+    reproducible."""
     body = v.json_object(body)
     v.reject_unknown(body, EXPERIMENT_CREATE_FIELDS)
     for required in ("projectId", "key"):
@@ -230,7 +234,7 @@ def experiment_create(*, body: Any, by: str, project_ids: frozenset[str] | None)
             name=name,
             description=description,
             bucketing_key=bucketing_key,
-            bucketing_salt=new_bucketing_salt(),
+            bucketing_salt=bucketing_salt or new_bucketing_salt(),
             rollout_weights=weights,
             target_segments=segments,
             evaluation_mode=evaluation_mode,

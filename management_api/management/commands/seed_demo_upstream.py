@@ -1,4 +1,6 @@
-"""Fill the embedded Management API with a realistic demo project (idempotent, deterministic).
+"""Fill the embedded Management API with a realistic demo project (idempotent, deterministic:
+the same keys, settings, salts, inclusions and history every time; only timestamps, ids and
+deployment keys — which are credentials — differ).
 
 Everything goes through the services, so every version in the history is a genuine write.
 """
@@ -12,6 +14,7 @@ from django.db import transaction
 
 from management_api import services
 from management_api.models import Deployment, Experiment
+from management_api.services import SALT_ALPHABET
 
 PROJECT_ID = "100001"
 PROJECT_NAME = "Demo project"
@@ -132,6 +135,7 @@ def seed(rng: random.Random) -> int:
             },
             by=author,
             project_ids=None,
+            bucketing_salt="".join(rng.choice(SALT_ALPHABET) for _ in range(8)),
         )
         editor = rng.choice(AUTHORS)
         services.experiment_edit(
