@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "management_api",
     "experiments_app",
     "experiments_app.audit",
+    "experiments_app.bulk",
 ]
 
 MIDDLEWARE = [
@@ -176,6 +177,16 @@ MANAGEMENT_API_PUBLIC_URL = env_str("MANAGEMENT_API_PUBLIC_URL", "http://experim
 # --- Change requests -------------------------------------------------------------------
 CHANGE_REQUEST_EXPIRY_DAYS = env_int("CHANGE_REQUEST_EXPIRY_DAYS", 7, minimum=1)
 PORTAL_BASE_URL = env_str("PORTAL_BASE_URL", f"http://127.0.0.1:{PORT}").rstrip("/")
+
+# --- Bulk inclusion jobs (experiments_app.bulk) ---------------------------------------
+BULK_MAX_IDS = env_int("BULK_MAX_IDS", 50_000, minimum=1)
+BULK_SMALL_MAX_IDS = env_int("BULK_SMALL_MAX_IDS", 50, minimum=0)
+BULK_ADD_CHUNK_SIZE = env_int("BULK_ADD_CHUNK_SIZE", 100, minimum=1)
+BULK_WORKER_THREADS = env_int("BULK_WORKER_THREADS", 4, minimum=1)
+BULK_STALE_SECONDS = env_float("BULK_STALE_SECONDS", 45.0, minimum=1.0)
+BULK_TRANSIENT_RETRIES = env_int("BULK_TRANSIENT_RETRIES", 5, minimum=0)
+CELERY_BEAT_SCHEDULE["bulk-requeue-stale"] = {"task": "experiments_app.bulk.tasks.requeue_stale_bulk_jobs",
+                                              "schedule": 20.0}
 
 # --- Auth ------------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [

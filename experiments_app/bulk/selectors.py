@@ -1,0 +1,101 @@
+"""Reads for bulk-job pages: lists, progress figures, the ledger report."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from experiments_app.bulk.models import BulkJob, BulkJobItem, ItemStatus, JobStatus
+from experiments_app.bulk.services import progress_counts
+from experiments_app.models import Status as RequestStatus
+
+REVIEW_OUTCOMES = {RequestStatus.REJECTED: "Rejected", RequestStatus.EXPIRED: "Expired",
+                   RequestStatus.CANCELLED: "Cancelled", RequestStatus.CONFLICT: "Conflict"}
+
+
+def bulk_job_list(*, mine_of=None) -> QuerySet[BulkJob]:
+    jobs = BulkJob.objects.select_related("requester", "change_request").order_by("-created_at", "-id")
+    if mine_of is not None:
+        jobs = jobs.filter(requester=mine_of)
+    return jobs
+
+
+def bulk_job_get(job_id: int) -> BulkJob:
+    return BulkJob.objects.select_related("requester", "change_request", "undo_of", "cancelled_by").get(pk=job_id)
+
+
+def status_label(job: BulkJob) -> str:
+    """The job's status as people read it (a job in review shows how its review ended)."""
+    if job.status == JobStatus.REVIEW and job.change_request_id:
+        outcome = REVIEW_OUTCOMES.get(job.change_request.status)
+        if outcome:
+            return outcome
+        if job.change_request.status == RequestStatus.APPROVED:
+            return "Approved, starting"
+    return job.get_status_display()
+
+
+@dataclass(frozen=True)
+class Progress:
+    total: int
+    done: int
+    applied: int
+    skipped: int
+    failed: int
+    pending: int
+    percent: int
+    rate: float | None  # ids applied or failed per second since the start
+    eta_seconds: int | None
+    finished: bool
+
+
+def bulk_job_progress(job: BulkJob) -> Progress:
+    counts = progress_counts(job)
+    total = counts["total"]
+    percent = 100 if job.status == JobStatus.SUCCEEDED else (int(100 * counts["done"] / total) if total else 0)
+    rate = eta = None
+    worked = counts["applied"] + counts["failed"]
+    if job.started_at and worked:
+        end = job.finished_at or timezone.now()
+        elapsed = max((end - job.started_at).total_seconds(), 0.001)
+        rate = worked / elapsed
+        if counts["pending"] and not job.is_finished:
+            eta = int(counts["pending"] / rate) + 1
+    return Progress(total=total, done=counts["done"], applied=counts["applied"], skipped=counts["skipped"],
+                    failed=counts["failed"], pending=counts["pending"], percent=percent, rate=rate,
+                    eta_seconds=eta, finished=job.is_finished)
+
+
+def bulk_job_failed_items(job: BulkJob, limit: int = 20) -> list[BulkJobItem]:
+    return list(job.items.filter(status=ItemStatus.FAILED).select_related("target").order_by("id")[:limit])
+
+
+REPORT_HEADER = ["experiment_id", "experiment_key", "variant", "user_id", "action", "status", "note"]
+
+
+def bulk_job_report_rows(job: BulkJob) -> Iterator[str]:
+    """The ledger as CSV lines, streamed in id order (a 50,000-line ledger never sits in memory)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+
+    def line(row) -> str:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerow(row)
+        return buffer.getvalue()
+
+    yield line(REPORT_HEADER)
+    rows = job.items.order_by("id").values_list("target__experiment_id", "target__experiment_key",
+                                                "target__variant_key", "user_id", "action", "status", "note")
+    for row in rows.iterator(chunk_size=2000):
+        yield line([_safe(value) for value in row])
+
+
+def _safe(value: str) -> str:
+    # A cell starting with = + - @ would run as a formula in a spreadsheet.
+    return "'" + value if value and value[0] in "=+-@\t\r" else value

@@ -1,0 +1,171 @@
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.vary import vary_on_headers
+from django_htmx.http import HttpResponseClientRedirect
+
+from experiments_app import gateway, roles
+from experiments_app.bulk import selectors, services
+from experiments_app.bulk.forms import BulkJobForm
+from experiments_app.bulk.models import BulkJob, JobStatus, Kind
+from experiments_app.permissions import require_permission
+
+NEW = "bulk/job_new.html"
+DETAIL = "bulk/job_detail.html"
+LIST = "bulk/job_list.html"
+POLL_DONE = 286  # htmx stops polling on this status
+
+
+def _job(job_id: int) -> BulkJob:
+    try:
+        return selectors.bulk_job_get(job_id)
+    except BulkJob.DoesNotExist:
+        raise Http404("No such bulk job") from None
+
+
+def _go(request, url: str):
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+@require_permission(roles.VIEW)
+def job_list(request):
+    mine = request.GET.get("mine") == "1"
+    page = Paginator(selectors.bulk_job_list(mine_of=request.user if mine else None), 50) \
+        .get_page(request.GET.get("page"))
+    rows = [(job, selectors.status_label(job), selectors.bulk_job_progress(job)) for job in page]
+    return render(request, LIST, {"page": page, "rows": rows, "mine": mine})
+
+
+@require_http_methods(["GET", "POST"])
+@require_permission(roles.REQUEST)
+def job_new(request):
+    form = BulkJobForm(request.POST or None, request.FILES or None)
+    preview = None
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            target = source = None
+            if data["kind"] != Kind.SWEEP:
+                target = services.experiment_resolve(data["experiment"])
+            if data["kind"] == Kind.COPY:
+                source = services.experiment_resolve(data["source_experiment"])
+            job, preview = services.bulk_job_create(
+                requester=request.user, kind=data["kind"], ids=form.parsed.ids if form.parsed else [],
+                title=data.get("title") or "", reason=data["reason"],
+                experiment_id=target.id if target else "", variant_key=data.get("variant_key") or "",
+                source_experiment_id=source.id if source else "",
+                source_variant_key=data.get("source_variant_key") or "",
+                sweep_filter=data.get("sweep_filter") or "", sweep_value=data.get("sweep_value") or "")
+        except ValidationError as error:
+            for message in error.messages:
+                form.add_error(None, message)
+        except gateway.UpstreamError as error:
+            form.add_error(None, f"The experiment service could not be read: {error.message}")
+        else:
+            if job is not None:
+                messages.success(request, "Preview ready: check the numbers, then submit it for review.")
+                return _go(request, job.get_absolute_url())
+    context = {"form": form, "parsed": form.parsed, "preview": preview.as_dict() if preview else None}
+    return render(request, f"{NEW}#job_form" if request.htmx else NEW, context)
+
+
+def _detail_context(request, job: BulkJob) -> dict:
+    progress = selectors.bulk_job_progress(job)
+    return {
+        "job": job,
+        "status_label": selectors.status_label(job),
+        "progress": progress,
+        "preview": job.preview,
+        "targets": job.targets.all()[:50],
+        "target_count": job.targets.count(),
+        "failed_items": selectors.bulk_job_failed_items(job) if progress.failed else [],
+        "can_submit": job.status == JobStatus.DRAFT and request.user == job.requester,
+        "can_cancel": (job.status in (JobStatus.DRAFT, JobStatus.REVIEW) and request.user == job.requester)
+        or (job.status in (JobStatus.QUEUED, JobStatus.RUNNING) and not job.cancel_requested
+            and (request.user == job.requester or request.user.has_perm(roles.APPROVE))),
+        "can_undo": job.is_finished and request.user.has_perm(roles.REQUEST) and progress.applied > 0,
+        "undo_jobs": job.undo_jobs.all(),
+        "polling": job.status in (JobStatus.QUEUED, JobStatus.RUNNING)
+        or (job.status == JobStatus.REVIEW and job.change_request and job.change_request.status in ("approved",
+                                                                                                  "applying")),
+    }
+
+
+@require_GET
+@require_permission(roles.VIEW)
+def job_detail(request, job_id: int):
+    job = _job(job_id)
+    return render(request, DETAIL, _detail_context(request, job))
+
+
+@require_GET
+@require_permission(roles.VIEW)
+def job_progress(request, job_id: int):
+    job = _job(job_id)
+    context = _detail_context(request, job)
+    response = render(request, f"{DETAIL}#status_panel", context)
+    if not context["polling"]:
+        response.status_code = POLL_DONE
+    return response
+
+
+@require_POST
+@require_permission(roles.REQUEST)
+def job_submit(request, job_id: int):
+    job = _job(job_id)
+    try:
+        change_request = services.bulk_job_submit(actor=request.user, job=job)
+    except (ValidationError, PermissionDenied) as error:
+        messages.error(request, " ".join(getattr(error, "messages", [str(error)])))
+    else:
+        if change_request.required_approvals:
+            messages.success(request, f"Submitted for review: it needs {change_request.required_approvals} "
+                                      "approval(s) before it runs.")
+        else:
+            messages.success(request, "Submitted: no approval is needed, so it starts now.")
+    return _go(request, job.get_absolute_url())
+
+
+@require_POST
+@require_permission(roles.VIEW)
+def job_cancel(request, job_id: int):
+    job = _job(job_id)
+    try:
+        job = services.bulk_job_cancel(actor=request.user, job=job)
+    except (ValidationError, PermissionDenied) as error:
+        messages.error(request, " ".join(getattr(error, "messages", [str(error)])))
+    else:
+        messages.success(request, "Cancelled." if job.status == JobStatus.CANCELLED
+                         else "Cancelling: the worker stops after the chunk it is on.")
+    return _go(request, job.get_absolute_url())
+
+
+@require_POST
+@require_permission(roles.REQUEST)
+def job_undo(request, job_id: int):
+    job = _job(job_id)
+    try:
+        undo = services.bulk_job_undo(actor=request.user, job=job)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+        return _go(request, job.get_absolute_url())
+    except gateway.UpstreamError as error:
+        messages.error(request, f"The experiment service could not be read: {error.message}")
+        return _go(request, job.get_absolute_url())
+    messages.success(request, "Undo job drafted: check it, then submit it for review.")
+    return _go(request, undo.get_absolute_url())
+
+
+@require_GET
+@require_permission(roles.VIEW)
+def job_report(request, job_id: int):
+    job = _job(job_id)
+    response = StreamingHttpResponse(selectors.bulk_job_report_rows(job), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="bulk-job-{job.pk}.csv"'
+    return response
+

@@ -1,0 +1,153 @@
+"""Fixtures for bulk jobs: a real Celery worker in a subprocess, sharing the test database and
+the broker with the test process, and talking to the embedded upstream on the live server.
+
+On SQLite the test database must be a file for a second process to see it: importing this
+module (which pytest does while collecting, before any database is set up) points the
+session's SQLite test database at a temporary file. On PostgreSQL the worker simply connects
+to the test database by name.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKER_READY_SECONDS = 30
+
+
+def _sqlite_test_database_on_disk() -> None:
+    database = django_settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        test = database.setdefault("TEST", {})
+        if not test.get("NAME") or test["NAME"] == ":memory:":
+            test["NAME"] = str(Path(tempfile.gettempdir()) / f"portal-tests-{os.getpid()}.sqlite3")
+
+
+_sqlite_test_database_on_disk()
+
+
+def _database_url() -> str:
+    from django.db import connection
+
+    params = connection.settings_dict
+    if params["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{params['NAME']}"
+    credentials = params["USER"] or ""
+    if params.get("PASSWORD"):
+        credentials += f":{params['PASSWORD']}"
+    host = f"{params.get('HOST') or '127.0.0.1'}:{params.get('PORT') or 5432}"
+    return f"postgres://{credentials}{'@' if credentials else ''}{host}/{params['NAME']}"
+
+
+def _route_everything_to(queue: str) -> None:
+    from portal.celery import app
+
+    app.conf.task_default_queue = queue
+    for cached in ("default_queue", "queues", "router"):
+        app.amqp.__dict__.pop(cached, None)
+
+
+class Worker:
+    """A `celery worker` subprocess on its own queue; start(), kill() (SIGKILL), stop()."""
+
+    def __init__(self, queue: str, env: dict):
+        self.queue = queue
+        self.env = env
+        self.process: subprocess.Popen | None = None
+        self.log_path = Path(tempfile.mkstemp(prefix="bulk-worker-", suffix=".log")[1])
+
+    def start(self, **extra_env) -> "Worker":
+        env = {**self.env, **{k: str(v) for k, v in extra_env.items()}}
+        log = self.log_path.open("a")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "tests.bulk.worker_app:app", "worker", "--pool", "solo",
+             "-Q", self.queue, "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info",
+             "-n", f"{self.queue}-{uuid.uuid4().hex[:4]}@%h"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + WORKER_READY_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the worker exited at start:\n{self.log()}")
+            if " ready." in self.log():
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"the worker did not start within {WORKER_READY_SECONDS}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no ack, no goodbye."""
+        if self.process and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def bulk_settings(settings):
+    settings.BULK_STALE_SECONDS = 45.0
+    settings.BULK_WORKER_THREADS = 4
+    settings.BULK_ADD_CHUNK_SIZE = 100
+    settings.MANAGEMENT_API_FAULTS = ""
+    settings.MANAGEMENT_API_RATE_PER_SECOND = 100
+    return settings
+
+
+@pytest.fixture
+def celery_worker_factory(embedded_upstream, bulk_settings):
+    """Make (and afterwards stop) workers that share the test database, broker and upstream;
+    every task the test process queues goes to their queue."""
+    from portal.celery import app
+
+    queue = f"bulk-test-{uuid.uuid4().hex[:10]}"
+    previous_queue = app.conf.task_default_queue
+    _route_everything_to(queue)
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "UPSTREAM_BASE_URL": bulk_settings.UPSTREAM_BASE_URL,
+        "UPSTREAM_API_KEY": bulk_settings.UPSTREAM_API_KEY,
+        "UPSTREAM_PROJECT_ID": str(bulk_settings.UPSTREAM_PROJECT_ID),
+        "UPSTREAM_MAX_RETRY_SECONDS": "20",
+        "BULK_STALE_SECONDS": str(bulk_settings.BULK_STALE_SECONDS),
+        "BULK_WORKER_THREADS": str(bulk_settings.BULK_WORKER_THREADS),
+        "BULK_ADD_CHUNK_SIZE": str(bulk_settings.BULK_ADD_CHUNK_SIZE),
+        "TEST_CELERY_QUEUE": queue,
+        "LOG_LEVEL": "INFO",
+        "DJANGO_SETTINGS_MODULE": "portal.settings",
+        "PYTHONPATH": str(ROOT),
+    }
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    workers: list[Worker] = []
+
+    def make(**extra_env) -> Worker:
+        worker = Worker(queue, env)
+        workers.append(worker)
+        return worker.start(**extra_env)
+
+    yield make
+    for worker in workers:
+        worker.stop()
+    _route_everything_to(previous_queue)
+
+
+@pytest.fixture
+def celery_worker(celery_worker_factory):
+    return celery_worker_factory()
