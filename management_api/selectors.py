@@ -37,10 +37,6 @@ def _date(value: datetime.date | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _variant_keys(experiment: Experiment) -> list[str]:
-    return [variant.key for variant in experiment.variants.all()]
-
-
 def _deployment_ids(experiment: Experiment) -> list[str]:
     return [str(link.deployment_id) for link in experiment.deployment_links.all()]
 

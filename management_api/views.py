@@ -11,6 +11,7 @@ import json
 import logging
 
 from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError
 from django.http import HttpResponse
 from django.shortcuts import render
@@ -103,6 +104,8 @@ def api_endpoint(*methods: str, body_project: bool = False):
                 return response
             except ApiError as error:
                 return json_response(error.body(), status=error.status, headers=error.headers)
+            except RequestDataTooBig:
+                return json_response({"error": "request body is too large", "field": "body"}, status=400)
             except IntegrityError:
                 logger.warning("management API write conflicted", exc_info=True)
                 return json_response(

@@ -95,3 +95,11 @@ def test_adding_ids_inserts_rows_without_rewriting_existing_ones(api, experiment
     rows = dict(Inclusion.objects.values_list("user_id", "id"))
     assert rows["u1"] == first_rows["u1"]
     assert set(rows) == {"u1", "u2"}
+
+
+def test_an_oversized_body_is_a_400(api, experiment_id):
+    huge = {"inclusions": ["x" * 200] * 15_000}
+    response = api.post(users_path(experiment_id), huge)
+    assert response.status_code == 400
+    assert response.json()["field"] == "body"
+    assert not Inclusion.objects.exists()
