@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -92,13 +93,25 @@ def audit_record(*, action: str, actor: Any = None, experiment_id: str | None = 
     return entry
 
 
+BROKER_PAUSE_SECONDS = 30.0
+_broker_down_until = 0.0
+
+
 def audit_processing_enqueue() -> None:
-    """Ask a worker to process the outbox; with the broker down, log and leave it to beat."""
+    """Ask a worker to process the outbox; with the broker down, log and leave it to beat.
+
+    Reaching a dead Redis broker takes seconds (the client retries); after one failure this
+    process stops trying for BROKER_PAUSE_SECONDS, so an outage costs one slow commit, not all.
+    """
+    global _broker_down_until
     from experiments_app.audit.tasks import process_audit_outbox
 
+    if time.monotonic() < _broker_down_until:
+        return
     try:
         process_audit_outbox.apply_async(retry=False)
     except Exception as error:  # any broker failure: the periodic run picks the entries up
+        _broker_down_until = time.monotonic() + BROKER_PAUSE_SECONDS
         logger.warning("audit outbox: could not queue processing (%s: %s); the periodic run will",
                        type(error).__name__, error)
 
