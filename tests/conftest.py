@@ -1,6 +1,10 @@
 import io
 import os
+import subprocess
+import sys
 import tempfile
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -38,6 +42,83 @@ def pytest_configure(config):
         config.option.output = str(Path(tempfile.gettempdir()) / "experiment-portal-test-results")
     if hasattr(config.option, "screenshot") and config.option.screenshot == "off":
         config.option.screenshot = "only-on-failure"
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """SQLite test databases live in a file, so that a real Celery worker (another process) can
+    share them; PostgreSQL's test database is shared by nature."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"].endswith("sqlite3"):
+        folder = Path(tempfile.mkdtemp(prefix="portal-test-db-"))
+        database.setdefault("TEST", {})["NAME"] = str(folder / "test.sqlite3")
+
+
+def _database_url(database: dict) -> str:
+    if database["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{database['NAME']}"
+    auth = database["USER"] + (f":{database['PASSWORD']}" if database.get("PASSWORD") else "")
+    return f"postgres://{auth}@{database['HOST'] or '127.0.0.1'}:{database['PORT'] or 5432}/{database['NAME']}"
+
+
+@pytest.fixture
+def celery_worker(embedded_upstream, settings):
+    """A real Celery worker process on a queue of its own, sharing the test database, the broker
+    and the embedded upstream with the test."""
+    from django.db import connection
+
+    from portal.celery import app
+
+    queue = f"test-{uuid.uuid4().hex[:10]}"
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
+    env.update({
+        "DATABASE_URL": _database_url(connection.settings_dict),
+        "UPSTREAM_BASE_URL": settings.UPSTREAM_BASE_URL,
+        "UPSTREAM_API_KEY": settings.UPSTREAM_API_KEY,
+        "UPSTREAM_PROJECT_ID": settings.UPSTREAM_PROJECT_ID,
+        "PORTAL_VAR_DIR": str(settings.VAR_DIR),
+        "LOG_LEVEL": "WARNING",
+    })
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool", "solo", "--queues", queue,
+         "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO"],
+        cwd=Path(__file__).resolve().parents[1], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ready = threading.Event()
+    output: list[str] = []
+
+    def read():
+        for line in process.stdout:
+            output.append(line)
+            if " ready." in line:
+                ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    if not ready.wait(60):
+        process.kill()
+        pytest.fail("the Celery worker did not start:\n" + "".join(output[-30:]))
+    previous = app.conf.task_default_queue
+    app.conf.task_default_queue = queue
+    yield process
+    app.conf.task_default_queue = previous
+    print("--- celery worker output ---\n" + "".join(output[-40:]))  # shown when a test fails
+    process.terminate()
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def wait_for(condition, *, timeout: float = 30.0, interval: float = 0.2, message: str = "condition"):
+    """Polls `condition` until it is truthy (for work that a worker process does)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {message}")
 
 
 @pytest.fixture(scope="session")

@@ -370,7 +370,7 @@ def approvals(request):
         if form.cleaned_data["experiment"]:
             term = form.cleaned_data["experiment"]
             requests = requests.filter(Q(experiment_key__icontains=term) | Q(experiment_id=term))
-    page = Paginator(requests.distinct(), 50).get_page(request.GET.get("page"))
+    page = Paginator(requests.distinct().order_by("-created_at", "-id"), 50).get_page(request.GET.get("page"))
     context = {"view": view, "form": form, "page": page,
                "views": [("waiting", "Waiting for me"), ("mine", "My requests"), ("all", "All")]}
     template = "experiments_app/approvals.html"
