@@ -1,0 +1,89 @@
+import io
+
+import pytest
+import requests
+from django.core.management import call_command
+
+from experiments_app.audit import actions
+from experiments_app.audit.models import AuditEntry
+from experiments_app.audit.services import audit_chain_verify, audit_drift_detect, audit_outbox_process, audit_record
+from experiments_app.audit.tasks import audit_detect_drift
+
+
+@pytest.fixture
+def someone_elses_key(embedded_upstream, settings):
+    """A second key, as a colleague scripting against the upstream directly would hold."""
+    out = io.StringIO()
+    call_command("create_api_key", "grace-script", "--project", settings.UPSTREAM_PROJECT_ID, stdout=out)
+    return out.getvalue().strip().splitlines()[-1]
+
+
+def patch_directly(live_server, key: str, experiment_id: str, fields: dict) -> None:
+    response = requests.patch(f"{live_server.url}/api/1/experiments/{experiment_id}", json=fields,
+                              headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    assert response.status_code == 200, response.text
+
+
+def external_changes() -> list[AuditEntry]:
+    return list(AuditEntry.objects.filter(action=actions.EXTERNAL_CHANGE).order_by("id"))
+
+
+def test_a_change_made_directly_against_the_api_is_recorded_as_an_external_change(
+        upstream_client, someone_elses_key, embedded_upstream, settings):
+    settings.AUDIT_DRIFT_GRACE_SECONDS = 0
+    created = upstream_client.create_experiment(key="drift-checkout", name="Checkout")
+    first = audit_drift_detect()
+    assert (first.baselined, first.external_changes) == (1, 0), "the first run only takes a baseline"
+
+    # The portal's own push, recorded as the lead's apply step will record it.
+    before = max(v.version for v in upstream_client.list_versions(created.id))
+    upstream_client.update_experiment(created.id, {"rolloutPercentage": 20})
+    after = max(v.version for v in upstream_client.list_versions(created.id))
+    audit_record(action=actions.CHANGE_REQUEST_APPLIED, actor="ada", experiment_id=created.id,
+                 upstream_version_before=before, upstream_version_after=after)
+    # Someone else's change, straight at the API.
+    patch_directly(embedded_upstream, someone_elses_key, created.id,
+                   {"rolloutPercentage": 55, "description": "hotfix from a script"})
+
+    assert audit_detect_drift.apply().get() == 1
+
+    [change] = external_changes()
+    assert change.experiment_id == created.id and change.experiment_key == "drift-checkout"
+    assert change.actor_label == "upstream:grace-script"
+    assert change.detail["createdBy"] == "grace-script"
+    assert change.upstream_version_before == after and change.upstream_version_after == after + 1
+    assert change.before["rolloutPercentage"] == 20 and change.after["rolloutPercentage"] == 55
+    assert change.after["description"] == "hotfix from a script"
+    assert "rolloutPercentage" in change.detail["changedFields"]
+
+    assert audit_drift_detect().external_changes == 0, "each upstream version is recorded once"
+    audit_outbox_process()
+    assert audit_chain_verify().ok
+
+
+def test_an_experiment_created_elsewhere_after_the_baseline_is_recorded(
+        upstream_client, someone_elses_key, embedded_upstream, settings):
+    settings.AUDIT_DRIFT_GRACE_SECONDS = 0
+    upstream_client.create_experiment(key="drift-existing", name="Existing")
+    audit_drift_detect()
+    response = requests.post(f"{embedded_upstream.url}/api/1/experiments",
+                             json={"projectId": settings.UPSTREAM_PROJECT_ID, "key": "drift-new", "name": "New"},
+                             headers={"Authorization": f"Bearer {someone_elses_key}"}, timeout=10)
+    assert response.status_code == 200, response.text
+
+    assert audit_drift_detect().external_changes == 1
+    [change] = external_changes()
+    assert change.experiment_key == "drift-new" and change.upstream_version_before is None
+    assert change.after["key"] == "drift-new" and change.before == {}
+
+
+def test_a_version_younger_than_the_grace_period_waits_for_the_next_run(
+        upstream_client, someone_elses_key, embedded_upstream, settings):
+    settings.AUDIT_DRIFT_GRACE_SECONDS = 3600
+    created = upstream_client.create_experiment(key="drift-young", name="Young")
+    audit_drift_detect()
+    patch_directly(embedded_upstream, someone_elses_key, created.id, {"rolloutPercentage": 5})
+
+    assert audit_drift_detect().external_changes == 0
+    settings.AUDIT_DRIFT_GRACE_SECONDS = 0
+    assert audit_drift_detect().external_changes == 1
