@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, register_converter
 
-from experiments_app.views import changes, experiments, health, pages
+from experiments_app.views import changes, experiments, health
 
 
 class UpstreamIdConverter:
@@ -50,5 +50,5 @@ urlpatterns = [
     path("requests/<int:pk>/rebase", changes.change_request_rebase, name="change_request_rebase"),
     path("policy/", changes.policy, name="policy"),
     path("bulk-jobs/", include("experiments_app.bulk.urls")),
-    path("audit/", pages.audit, name="audit"),
+    path("audit/", include("experiments_app.audit.urls")),
 ]
