@@ -1,6 +1,7 @@
 """Fixtures for the gateway: the embedded Management API on pytest-django's live server,
 reached over real HTTP, with a fresh key and isolated rate-budget counters per test."""
 
+import os
 import random
 import uuid
 from dataclasses import dataclass
@@ -57,9 +58,10 @@ def gateway_client(upstream):
 @pytest.fixture
 def seeded_random():
     """The live server draws its injected faults from the same ``random`` as the gateway's
-    jitter, in causal order: seeding makes a fault run repeatable."""
+    jitter, in causal order: seeding makes a fault run repeatable (GATEWAY_FAULT_SEED picks
+    another sequence)."""
     state = random.getstate()
-    random.seed(20261129)
+    random.seed(int(os.environ.get("GATEWAY_FAULT_SEED", "20261129")))
     yield
     random.setstate(state)
 

@@ -10,7 +10,7 @@ from experiments_app import gateway
 
 pytestmark = pytest.mark.usefixtures("seeded_random")
 
-MIXED_FAULTS = "429=0.1:0.1,500=0.1,drop=0.1,drop_after=0.1,latency=0.1:0.05"
+MIXED_FAULTS = "429=0.15:0.1,500=0.15,drop=0.1,drop_after=0.1,latency=0.1:0.05"
 
 
 def _statuses(calls):
@@ -47,16 +47,17 @@ def test_reads_succeed_under_injected_faults(gateway_client, experiment, setting
 
 
 def test_retry_after_is_honoured_before_repeating(gateway_client, experiment, settings):
-    settings.MANAGEMENT_API_FAULTS = "429=0.5:0.2"  # Retry-After: 0.2
+    settings.MANAGEMENT_API_FAULTS = "429=1.0:0.3"  # every answer: 429 with Retry-After: 0.3
+    settings.UPSTREAM_MAX_RETRY_SECONDS = 1.0
     started = time.monotonic()
 
-    with gateway.recording() as calls:
-        for _ in range(3):
-            gateway_client.get_experiment(experiment.id)
+    with gateway.recording() as calls, pytest.raises(gateway.RateLimited) as caught:
+        gateway.get_client().get_experiment(experiment.id)
 
-    rate_limited = _statuses(calls).count(429)
-    assert rate_limited >= 1
-    assert time.monotonic() - started >= 0.2 * rate_limited
+    assert caught.value.retry_after == 0.3
+    assert len(calls) >= 2 and _statuses(calls) == [429] * len(calls)
+    # the backoff alone would have repeated after ~0.02 s; each repeat waited Retry-After
+    assert time.monotonic() - started >= 0.3 * (len(calls) - 1)
 
 
 def test_idempotent_writes_take_effect_exactly_once_under_faults(gateway_client, experiment, settings):
@@ -92,8 +93,8 @@ def test_idempotent_writes_take_effect_exactly_once_under_faults(gateway_client,
 
 
 def test_create_experiment_is_not_duplicated_after_dropped_connection(gateway_client, upstream, settings):
-    keys = [f"drop-{i}-{uuid.uuid4().hex[:6]}" for i in range(8)]
-    settings.MANAGEMENT_API_FAULTS = "drop_after=0.4,drop=0.1"
+    keys = [f"drop-{i}-{uuid.uuid4().hex[:6]}" for i in range(12)]
+    settings.MANAGEMENT_API_FAULTS = "drop_after=0.35,drop=0.05"
 
     with gateway.recording() as calls:
         created = {key: gateway_client.create_experiment(key=key, name=key) for key in keys}
@@ -106,7 +107,7 @@ def test_create_experiment_is_not_duplicated_after_dropped_connection(gateway_cl
 
 
 def test_create_experiment_is_not_duplicated_after_a_read_timeout(gateway_client, upstream, settings):
-    keys = [f"slow-{i}-{uuid.uuid4().hex[:6]}" for i in range(3)]
+    keys = [f"slow-{i}-{uuid.uuid4().hex[:6]}" for i in range(5)]
     settings.UPSTREAM_READ_TIMEOUT = 0.25
     settings.MANAGEMENT_API_FAULTS = "latency=0.5:0.4"
     slow_client = gateway.get_client()
@@ -122,22 +123,23 @@ def test_create_experiment_is_not_duplicated_after_a_read_timeout(gateway_client
 
 
 def test_create_variant_is_not_duplicated_after_dropped_connection(gateway_client, experiment, settings):
-    settings.MANAGEMENT_API_FAULTS = "drop_after=0.5"
+    keys = [f"v{i}" for i in range(1, 13)]
+    settings.MANAGEMENT_API_FAULTS = "drop_after=0.4"
 
     with gateway.recording() as calls:
-        for key in ("v1", "v2", "v3", "v4", "v5"):
+        for key in keys:
             gateway_client.create_variant(experiment.id, key=key, name=key.upper())
 
     settings.MANAGEMENT_API_FAULTS = ""
-    assert [v.key for v in gateway_client.list_variants(experiment.id)] == ["control", "treatment", "v1", "v2", "v3", "v4", "v5"]
+    assert [v.key for v in gateway_client.list_variants(experiment.id)] == ["control", "treatment", *keys]
     assert _settled_by_read_back(calls, "POST")
 
 
 def test_remove_by_index_after_dropped_connection_removes_only_the_expected_user(gateway_client, experiment, settings):
-    users = [f"user-{i}" for i in range(12)]
+    users = [f"user-{i}" for i in range(14)]
     gateway_client.add_inclusions(experiment.id, "control", users)
-    to_remove = ["user-3", "user-5", "user-0", "user-11", "user-7", "user-1", "user-8", "user-4"]
-    settings.MANAGEMENT_API_FAULTS = "drop_after=0.5"
+    to_remove = ["user-3", "user-5", "user-0", "user-11", "user-7", "user-1", "user-8", "user-4", "user-13", "user-12"]
+    settings.MANAGEMENT_API_FAULTS = "drop_after=0.4"
 
     with gateway.recording() as calls:
         for user in to_remove:
@@ -166,7 +168,7 @@ def test_removing_variants_and_deployments_survives_dropped_connections(gateway_
         gateway_client.create_variant(experiment.id, key=key)
     deployments = [gateway_client.create_deployment(label=f"d{i}").id for i in range(4)]
     gateway_client.add_deployments(experiment.id, deployments)
-    settings.MANAGEMENT_API_FAULTS = "drop_after=0.5"
+    settings.MANAGEMENT_API_FAULTS = "drop_after=0.4"
 
     for key in ("x1", "x2", "x3", "x4"):
         gateway_client.delete_variant(experiment.id, key)
@@ -179,25 +181,25 @@ def test_removing_variants_and_deployments_survives_dropped_connections(gateway_
 
 
 def test_renaming_a_variant_survives_dropped_connections(gateway_client, experiment, settings):
-    settings.MANAGEMENT_API_FAULTS = "drop_after=0.5"
+    keys = ["treatment"] + [f"t{i}" for i in range(1, 13)]
+    settings.MANAGEMENT_API_FAULTS = "drop_after=0.4"
 
     with gateway.recording() as calls:
-        gateway_client.update_variant(experiment.id, "treatment", {"key": "t1"})
-        gateway_client.update_variant(experiment.id, "t1", {"key": "t2"})
-        gateway_client.update_variant(experiment.id, "t2", {"key": "t3", "name": "Third"})
+        for old, new in zip(keys, keys[1:]):
+            gateway_client.update_variant(experiment.id, old, {"key": new, "name": new.upper()})
 
     settings.MANAGEMENT_API_FAULTS = ""
-    assert [v.key for v in gateway_client.list_variants(experiment.id)] == ["control", "t3"]
-    assert gateway_client.get_variant(experiment.id, "t3").name == "Third"
+    assert [v.key for v in gateway_client.list_variants(experiment.id)] == ["control", "t12"]
+    assert gateway_client.get_variant(experiment.id, "t12").name == "T12"
     # a repeat that found the old key gone was settled by reading the new key
     assert any(c.method == "PATCH" and c.status == 404 for c in calls)
 
 
 def test_create_deployment_is_not_duplicated_after_dropped_connection(gateway_client, upstream, settings):
-    settings.MANAGEMENT_API_FAULTS = "drop_after=0.5"
+    settings.MANAGEMENT_API_FAULTS = "drop_after=0.4"
 
     with gateway.recording() as calls:
-        created = {label: gateway_client.create_deployment(label=label) for label in ("a", "b", "c", "d")}
+        created = {label: gateway_client.create_deployment(label=label) for label in "abcdefghijkl"}
 
     settings.MANAGEMENT_API_FAULTS = ""
     listed = {d.label: d.id for d in gateway_client.list_deployments()}
