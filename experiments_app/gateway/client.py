@@ -201,10 +201,10 @@ class GatewayClient:
         body = self._call("GET", "/api/1/experiments", params=params)
         return self._parse(lambda: self._page(body, "experiments", Experiment.from_api))
 
-    def iter_experiments(self, *, page_size: int = LIST_PAGE_MAX) -> Iterator[Experiment]:
+    def iter_experiments(self, *, page_size: int = LIST_PAGE_MAX, archived: bool = False) -> Iterator[Experiment]:
         cursor = None
         while True:
-            page = self.list_experiments(limit=page_size, cursor=cursor)
+            page = self.list_experiments(limit=page_size, cursor=cursor, archived=archived)
             yield from page.items
             if not page.next_cursor or page.next_cursor == cursor:
                 return

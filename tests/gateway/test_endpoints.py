@@ -44,6 +44,14 @@ def test_list_is_newest_first_and_iterator_follows_next_cursor_lazily(gateway_cl
     assert all(call.path == "/api/1/experiments" for call in calls)
 
 
+def test_archived_experiments_leave_the_default_list(gateway_client, experiment):
+    gateway_client.update_experiment(experiment.id, {"archive": True})
+
+    assert experiment.id not in [e.id for e in gateway_client.iter_experiments()]
+    [archived] = [e for e in gateway_client.iter_experiments(archived=True) if e.id == experiment.id]
+    assert archived.archived is True
+
+
 def test_update_experiment_records_a_version_with_the_full_config(gateway_client, experiment):
     gateway_client.update_experiment(experiment.id, {"rolloutPercentage": 25, "enabled": True, "tags": ["prod"]})
 
