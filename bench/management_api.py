@@ -47,9 +47,15 @@ def median_ms(samples: list[float]) -> float:
     return statistics.median(samples) * 1000
 
 
-def timed(call) -> tuple[float, object]:
-    started = time.perf_counter()
+CPU_SAMPLES: dict[str, list[float]] = {}
+
+
+def timed(call, label: str = "") -> tuple[float, object]:
+    """Wall time of one call; its CPU time (this process) is kept under ``label`` too, because on
+    a busy machine the wall time measures the neighbours as much as the code."""
+    started, cpu_started = time.perf_counter(), time.process_time()
     result = call()
+    CPU_SAMPLES.setdefault(label, []).append(time.process_time() - cpu_started)
     return time.perf_counter() - started, result
 
 
@@ -72,11 +78,13 @@ def main() -> None:
             teardown_databases(old_config, verbosity=0)
         TEMP_DIR.cleanup()
     print()
-    print(f"Management API benchmark — {connection.vendor}, medians of {ROUNDS} runs")
-    print(f"{'measure':<58} {'result':>12}  {'goal':>14}  ok")
-    print("-" * 94)
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"Management API benchmark — {connection.vendor}, medians (wall clock; CPU of this process in")
+    print(f"brackets), {os.cpu_count()} CPUs, load average {load}")
+    print(f"{'measure':<58} {'result':>22}  {'goal':>10}  ok")
+    print("-" * 100)
     for name, value, goal, passed in rows:
-        print(f"{name:<58} {value:>12}  {goal:>14}  {'yes' if passed else 'NO'}")
+        print(f"{name:<58} {value:>22}  {goal:>10}  {'yes' if passed else 'NO'}")
 
 
 def run() -> list[tuple]:
@@ -124,11 +132,12 @@ def run() -> list[tuple]:
     ExperimentDeployment.objects.bulk_create([ExperimentDeployment(experiment=e, deployment=deployment) for e in experiments])
     samples = []
     for _ in range(ROUNDS):
-        elapsed, response = timed(lambda: client.get("/api/1/experiments?limit=1000"))
+        elapsed, response = timed(lambda: client.get("/api/1/experiments?limit=1000"), "list")
         assert response.status_code == 200 and len(response.json()["experiments"]) == 1000
         samples.append(elapsed)
     value = median_ms(samples)
-    rows.append(("GET /api/1/experiments?limit=1000 (1,000 experiments)", f"{value:.1f} ms", "< 150 ms", value < 150))
+    cpu = median_ms(CPU_SAMPLES["list"])
+    rows.append(("GET /api/1/experiments?limit=1000 (1,000 experiments)", f"{value:.1f} ms ({cpu:.1f})", "< 150 ms", value < 150))
 
     # 2. PATCH an experiment that already has 500 versions.
     experiment = services.experiment_create(body={"projectId": project_id, "key": "versioned"}, by="bench", project_ids=None)
@@ -139,13 +148,14 @@ def run() -> list[tuple]:
     for n in range(ROUNDS * 2):
         body = json.dumps({"rolloutPercentage": 10 + n % 2, "name": f"rename {n}"})
         elapsed, response = timed(
-            lambda: client.patch(f"/api/1/experiments/{experiment.id}", body, content_type="application/json")
+            lambda: client.patch(f"/api/1/experiments/{experiment.id}", body, content_type="application/json"), "patch"
         )
         assert response.status_code == 200, response.content
         samples.append(elapsed)
     assert experiment.versions.count() == 500 + ROUNDS * 2
     value = median_ms(samples)
-    rows.append(("PATCH /api/1/experiments/{id} (500 versions, makes one)", f"{value:.1f} ms", "< 30 ms", value < 30))
+    cpu = median_ms(CPU_SAMPLES["patch"])
+    rows.append(("PATCH /api/1/experiments/{id} (500 versions, makes one)", f"{value:.1f} ms ({cpu:.1f})", "< 30 ms", value < 30))
 
     # 3. 2,000 inclusions added 100 at a time, then bulk-deleted 100 at a time.
     target = services.experiment_create(body={"projectId": project_id, "key": "inclusions"}, by="bench", project_ids=None)
