@@ -67,6 +67,10 @@ class AuditEntry(models.Model):
     def action_label(self) -> str:
         return actions.label(self.action)
 
+    @property
+    def action_subject(self) -> str:
+        return self.action.partition(".")[0]
+
 
 class AuditChainHead(models.Model):
     """One row: the last sequence number and chain hash. Locked while entries are chained."""

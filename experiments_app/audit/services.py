@@ -350,9 +350,10 @@ EXPORT_FIELDS = (
 )
 
 
-def entry_record(entry: AuditEntry) -> dict:
-    record = {name: getattr(entry, name) for name in EXPORT_FIELDS}
-    record["created_at"] = entry.created_at.astimezone(UTC).isoformat(timespec="microseconds")
+def entry_record(entry: AuditEntry | dict) -> dict:
+    """An entry as exported and sent to sinks (from a model instance or a ``values()`` row)."""
+    record = dict(entry) if isinstance(entry, dict) else {name: getattr(entry, name) for name in EXPORT_FIELDS}
+    record["created_at"] = record["created_at"].astimezone(UTC).isoformat(timespec="microseconds")
     return record
 
 

@@ -1,0 +1,197 @@
+"""Benchmark of the audit history: server-side render time of filtered audit pages over
+1,000,000 entries (PostgreSQL) and the memory an export takes while it streams.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/test .venv/bin/python bench/audit.py
+    .venv/bin/python bench/audit.py            # SQLite: 100,000 entries
+
+With DATABASE_URL set, a ``test_audit_bench`` database is created beside that one and dropped
+afterwards; without it, a throwaway SQLite file. The 1,000,000-entry figure needs PostgreSQL.
+"""
+
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+TEMP_DIR = tempfile.TemporaryDirectory(prefix="audit-bench-")
+USE_TEST_DATABASE = bool(os.environ.get("DATABASE_URL"))
+if not USE_TEST_DATABASE:
+    os.environ["DATABASE_URL"] = f"sqlite:///{TEMP_DIR.name}/bench.sqlite3"
+os.environ.setdefault("PORTAL_VAR_DIR", TEMP_DIR.name)
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+os.environ["LOG_LEVEL"] = "ERROR"
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.test.utils import setup_databases, teardown_databases  # noqa: E402
+
+from experiments_app.audit import actions  # noqa: E402
+from experiments_app.audit.selectors import AuditFilters, audit_page  # noqa: E402
+
+ROUNDS = 25
+GOAL_MS = 100
+EXPERIMENTS = 200
+ACTORS = 50
+DAYS = 365
+
+
+def fill_postgresql(count: int) -> None:
+    """`count` entries in one INSERT … SELECT generate_series: spread over a year, 200
+    experiments, 50 actors, every action; chained-looking hash columns."""
+    action_list = "ARRAY[" + ",".join(f"'{a}'" for a in actions.ALL) + "]"
+    with connection.cursor() as cursor:
+        cursor.execute(f"""
+            INSERT INTO audit_auditentry (created_at, action, actor_label, actor_user_id, experiment_id,
+                experiment_key, change_request_id, bulk_job_id, before, after, reason, correlation_id,
+                upstream_calls, upstream_version_before, upstream_version_after, detail, seal,
+                sequence, content_hash, chain_hash, processed_at)
+            SELECT now() - make_interval(secs => ({DAYS} * 86400.0) * (%(n)s - i) / %(n)s),
+                   ({action_list})[1 + i %% {len(actions.ALL)}],
+                   'user-' || (i * 7 %% {ACTORS}), NULL,
+                   'exp-' || (i %% {EXPERIMENTS}), 'experiment-key-' || (i %% {EXPERIMENTS}),
+                   i / 3, NULL,
+                   jsonb_build_object('rolloutPercentage', i %% 100),
+                   jsonb_build_object('rolloutPercentage', (i + 10) %% 100),
+                   'ramp ' || (i %% 100) || '% because of ticket OPS-' || i,
+                   'cr-' || (i / 3),
+                   '[]'::jsonb, i %% 50, i %% 50 + 1,
+                   jsonb_build_object('note', 'bench entry ' || i),
+                   md5(i::text) || md5((i + 1)::text), i, md5(i::text) || md5(i::text),
+                   md5((i + 2)::text) || md5(i::text), now()
+            FROM generate_series(1, %(n)s) AS i
+        """, {"n": count})
+        cursor.execute("ANALYZE audit_auditentry")
+
+
+def fill_sqlite(count: int) -> None:
+    action_list = ",".join(f"('{a}', {n})" for n, a in enumerate(actions.ALL))
+    with connection.cursor() as cursor:
+        cursor.execute(f"""
+            WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < %s),
+                 act(name, n) AS (VALUES {action_list})
+            INSERT INTO audit_auditentry (created_at, action, actor_label, actor_user_id, experiment_id,
+                experiment_key, change_request_id, bulk_job_id, before, after, reason, correlation_id,
+                upstream_calls, upstream_version_before, upstream_version_after, detail, seal,
+                sequence, content_hash, chain_hash, processed_at)
+            SELECT strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now', '-' || ({DAYS} * 86400.0 * (%s - i) / %s) || ' seconds'),
+                   (SELECT name FROM act WHERE n = i %% {len(actions.ALL)}),
+                   'user-' || (i * 7 %% {ACTORS}), NULL,
+                   'exp-' || (i %% {EXPERIMENTS}), 'experiment-key-' || (i %% {EXPERIMENTS}), i / 3, NULL,
+                   json_object('rolloutPercentage', i %% 100), json_object('rolloutPercentage', (i + 10) %% 100),
+                   'ramp ' || (i %% 100) || '%% because of ticket OPS-' || i, 'cr-' || (i / 3),
+                   '[]', i %% 50, i %% 50 + 1, json_object('note', 'bench entry ' || i),
+                   printf('%%064d', i), i, printf('%%064d', i), printf('%%064d', i), CURRENT_TIMESTAMP
+            FROM seq
+        """, [count, count, count])
+        cursor.execute("ANALYZE")
+
+
+def median_ms(client: Client, url: str, **headers) -> float:
+    client.get(url, headers=headers)
+    samples = []
+    for _ in range(ROUNDS):
+        started = time.perf_counter()
+        response = client.get(url, headers=headers)
+        samples.append(time.perf_counter() - started)
+        assert response.status_code == 200, (url, response.status_code)
+    return statistics.median(samples) * 1000
+
+
+def export_memory(client: Client, url: str) -> tuple[int, float, float, float]:
+    """Rows streamed, seconds, tracemalloc peak (MiB) and growth of peak RSS (MiB) while streaming."""
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    tracemalloc.start()
+    started = time.perf_counter()
+    response = client.get(url)
+    lines = 0
+    for chunk in response.streaming_content:
+        lines += chunk.count(b"\n")
+    seconds = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return lines, seconds, peak / 2**20, rss_after - rss_before
+
+
+def run(count: int) -> None:
+    from experiments_app.users import user_create
+
+    started = time.perf_counter()
+    (fill_postgresql if connection.vendor == "postgresql" else fill_sqlite)(count)
+    print(f"Inserted {count:,} entries in {time.perf_counter() - started:.1f} s")
+
+    viewer = user_create(username="bench-viewer", role="Viewer", password="x", validate=False)
+    client = Client()
+    client.force_login(viewer)
+    deep_cursor = None
+    for _ in range(20):  # 20 pages in
+        deep_cursor = audit_page(filters=AuditFilters(action=actions.CHANGE_REQUEST_APPROVED),
+                                 cursor=deep_cursor).next_cursor
+    pages = [
+        ("no filter, first page", "/audit/", {}),
+        ("experiment (key)", "/audit/?experiment=experiment-key-42", {}),
+        ("experiment + action", f"/audit/?experiment=exp-42&action={actions.CHANGE_REQUEST_APPLIED}", {}),
+        ("actor + action", f"/audit/?actor=user-7&action={actions.BULK_JOB_QUEUED}", {}),
+        ("date range (one week)", "/audit/?date_from=2026-03-01&date_to=2026-03-07", {}),
+        ("free text (common word)", "/audit/?q=ramp", {}),
+        ("free text (one entry)", f"/audit/?q=OPS-{count // 2}", {}),
+        ("action, 21 pages deep (cursor)", f"/audit/?action={actions.CHANGE_REQUEST_APPROVED}&cursor={deep_cursor}", {}),
+        ("htmx results fragment (actor)", "/audit/?actor=user-3", {"HX-Request": "true"}),
+    ]
+    print()
+    print(f"Audit page — {connection.vendor}, {count:,} entries, server-side medians of {ROUNDS} requests")
+    print(f"{'page':<40} {'median':>10}  {'goal':>9}  ok")
+    print("-" * 68)
+    for name, url, headers in pages:
+        value = median_ms(client, url, **headers)
+        print(f"{name:<40} {value:>7.1f} ms  {'< ' + str(GOAL_MS) + ' ms':>9}  {'yes' if value < GOAL_MS else 'NO'}")
+
+    print()
+    print("Export memory while streaming (flat: the peak does not grow with the number of rows)")
+    print(f"{'export':<40} {'rows':>9} {'seconds':>8} {'py peak':>9} {'RSS growth':>11}")
+    print("-" * 82)
+    for name, url in [
+        ("JSON Lines, one experiment", "/audit/export.jsonl?experiment=exp-7"),
+        ("JSON Lines, one action", f"/audit/export.jsonl?action={actions.CHANGE_REQUEST_CREATED}"),
+        ("CSV, one action", f"/audit/export.csv?action={actions.CHANGE_REQUEST_CREATED}"),
+        ("JSON Lines, everything", "/audit/export.jsonl"),
+    ]:
+        lines, seconds, peak, rss = export_memory(client, url)
+        rows = lines - (1 if url.startswith("/audit/export.csv") else 0)
+        print(f"{name:<40} {rows:>9,} {seconds:>8.1f} {peak:>6.1f} MiB {rss:>7.1f} MiB")
+
+
+def main() -> None:
+    settings.ALLOWED_HOSTS = ["*"]
+    settings.DEBUG = False
+    postgres = connection.vendor == "postgresql"
+    count = int(os.environ.get("AUDIT_BENCH_ENTRIES", 1_000_000 if postgres else 100_000))
+    if not postgres:
+        print("The 1,000,000-entry figure needs PostgreSQL (set DATABASE_URL); running with "
+              f"{count:,} entries on SQLite.")
+    settings.DATABASES["default"]["TEST"] = {"NAME": "test_audit_bench"}
+    old_config = setup_databases(verbosity=0, interactive=False) if USE_TEST_DATABASE else None
+    if old_config is None:
+        call_command("migrate", verbosity=0)
+    try:
+        run(count)
+    finally:
+        if old_config is not None:
+            teardown_databases(old_config, verbosity=0)
+        TEMP_DIR.cleanup()
+
+
+if __name__ == "__main__":
+    main()
