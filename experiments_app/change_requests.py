@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 # kind -> callable(change_request) for requests that are not a plain plan (bulk jobs); the
 # executor takes over from "applying" and must end in change_request_mark_applied/_failed.
 EXECUTORS: dict[str, Callable[[ChangeRequest], None]] = {}
+_BULK_TIERS = {Tier.BULK_SMALL, Tier.BULK_LARGE, Tier.BULK_SWEEP}
 
 
 def register_executor(kind: str, executor: Callable[[ChangeRequest], None]) -> None:
@@ -123,16 +124,13 @@ def change_request_create(*, requester, kind: str, title: str, reason: str, plan
 
 def change_request_edit(*, actor, change_request: ChangeRequest, plan: list[dict], reason: str) -> ChangeRequest:
     """Replaces the plan (re-read against the upstream): every approval given so far is void."""
+    _check_editable(actor, change_request, reason)
+    # Read the upstream before taking the row lock: no HTTP call inside a transaction.
+    experiment, base_version = _read_base(change_request.experiment_id) if change_request.experiment_id \
+        else (None, None)
     with transaction.atomic():
         change_request = ChangeRequest.objects.select_for_update().get(pk=change_request.pk)
-        if actor != change_request.requester:
-            raise PermissionDenied("Only the requester can edit a request.")
-        if change_request.status != Status.PENDING:
-            raise ValidationError(f"A request that is {change_request.get_status_display().lower()} cannot be edited.")
-        if not reason.strip():
-            raise ValidationError({"reason": "Say why this change is needed."})
-        experiment, base_version = _read_base(change_request.experiment_id) if change_request.experiment_id \
-            else (None, None)
+        _check_editable(actor, change_request, reason)
         before = {"plan": change_request.plan, "plan_hash": change_request.plan_hash}
         tier = plans.classify(plan, experiment) if change_request.tier not in _BULK_TIERS else change_request.tier
         policy = policy_for(tier)
@@ -154,7 +152,13 @@ def change_request_edit(*, actor, change_request: ChangeRequest, plan: list[dict
     return change_request
 
 
-_BULK_TIERS = {Tier.BULK_SMALL, Tier.BULK_LARGE, Tier.BULK_SWEEP}
+def _check_editable(actor, change_request: ChangeRequest, reason: str) -> None:
+    if actor != change_request.requester:
+        raise PermissionDenied("Only the requester can edit a request.")
+    if change_request.status != Status.PENDING:
+        raise ValidationError(f"A request that is {change_request.get_status_display().lower()} cannot be edited.")
+    if not reason.strip():
+        raise ValidationError({"reason": "Say why this change is needed."})
 
 
 def current_approvals(change_request: ChangeRequest):

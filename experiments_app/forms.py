@@ -110,7 +110,9 @@ class ExperimentEditForm(ReasonMixin):
         super().__init__(*args, initial=initial, **kwargs)
         for key in experiment.rollout_weights:
             self.fields[f"weight__{key}"] = forms.IntegerField(min_value=0, label=f"Weight of “{key}”")
-        self.order_fields(self.field_order + [f for f in self.fields if f.startswith("weight__")])
+        weights = [f for f in self.fields if f.startswith("weight__")]
+        rest = [f for f in self.fields if f not in self.field_order and f not in weights and f != "reason"]
+        self.order_fields([*self.field_order, *weights, *rest, "reason"])
 
     def clean_exposure_event(self):
         value = _parse_json(self.cleaned_data["exposure_event"])

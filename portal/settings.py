@@ -116,7 +116,10 @@ REDIS_URL = env_url("REDIS_URL", "", schemes={"redis", "rediss", "unix"}) or Non
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # Files, not process memory: the web server, the worker and beat must see one cache (a push
+    # by the worker drops the read cache the web server uses).
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                          "LOCATION": str(VAR_DIR / "cache")}}
 
 # --- Celery ----------------------------------------------------------------------------
 BROKER_DIR = VAR_DIR / "broker"

@@ -233,14 +233,18 @@ def _detail_context(request, change_request: ChangeRequest) -> dict:
 
 def _diff_context(change_request: ChangeRequest) -> dict:
     """Proposed against current, field by field; for a conflict, snapshot / now / proposed."""
+    if change_request.status == Status.APPLIED:  # what it changed, not what differs now
+        before = dict(change_request.snapshot)
+        rows = readable.config_diff(before, plans.proposed_config(before, change_request.plan))
+        return {"diff_rows": [r for r in rows if r.changed], "diff_title": "What it changed"}
     try:
         current = selectors.experiment_get(change_request.experiment_id).raw
+        labels = {i: d.label for i, d in selectors.deployments_by_id().items()}
     except gateway.UpstreamError as error:
         return {"diff_problem": upstream_problem(error)}
-    labels = {i: d.label for i, d in selectors.deployments_by_id().items()}
     proposed = plans.proposed_config(current, change_request.plan)
     rows = [r for r in readable.config_diff(current, proposed, labels) if r.changed]
-    context = {"diff_rows": rows}
+    context = {"diff_rows": rows, "diff_title": "Proposed against current"}
     if change_request.status == Status.CONFLICT:
         conflict = change_request.result.get("conflict", {})
         proposed_from_snapshot = plans.proposed_config(
