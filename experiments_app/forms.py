@@ -92,7 +92,16 @@ class ExperimentEditForm(ReasonMixin):
 
     field_order = ["name", "description", "tags", "enabled", "rollout_percentage"]
 
-    def __init__(self, *args, experiment, **kwargs):
+    # PATCH field -> (form field, how the form shows the value)
+    FORM_FIELD = {"name": "name", "description": "description", "enabled": "enabled",
+                  "rolloutPercentage": "rollout_percentage", "bucketingKey": "bucketing_key",
+                  "bucketingSalt": "bucketing_salt", "bucketingUnit": "bucketing_unit",
+                  "stickyBucketing": "sticky_bucketing", "evaluationMode": "evaluation_mode",
+                  "experimentType": "experiment_type", "startDate": "start_date", "endDate": "end_date",
+                  "archive": "archive"}
+
+    def __init__(self, *args, experiment, proposed: dict | None = None, **kwargs):
+        """`proposed`: the PATCH fields of a pending request being revised, shown instead of today's values."""
         self.experiment = experiment
         initial = {
             "name": experiment.name, "description": experiment.description, "tags": ", ".join(experiment.tags),
@@ -107,6 +116,15 @@ class ExperimentEditForm(ReasonMixin):
         }
         for key, weight in experiment.rollout_weights.items():
             initial[f"weight__{key}"] = weight
+        for field, value in (proposed or {}).items():
+            if field in self.FORM_FIELD:
+                initial[self.FORM_FIELD[field]] = value
+            elif field == "tags":
+                initial["tags"] = ", ".join(value)
+            elif field == "rolloutWeights":
+                initial.update({f"weight__{k}": w for k, w in value.items()})
+            elif field == "exposureEvent":
+                initial["exposure_event"] = json.dumps(value, indent=2) if value else ""
         super().__init__(*args, initial=initial, **kwargs)
         for key in experiment.rollout_weights:
             self.fields[f"weight__{key}"] = forms.IntegerField(min_value=0, label=f"Weight of “{key}”")

@@ -59,15 +59,35 @@ def _experiment_or_error(request, experiment_id):
 @require_http_methods(["GET", "POST"])
 @require_permission(roles.REQUEST)
 def experiment_edit(request, experiment_id: str):
+    """Proposes settings; with ?request=N, the requester revises that pending request instead."""
     experiment, failure = _experiment_or_error(request, experiment_id)
     if failure:
         return failure
-    form = forms.ExperimentEditForm(request.POST or None, experiment=experiment)
-    context = {"experiment": experiment, "title": "Edit settings", "submit": "Request this change"}
+    revising = None
+    if request.GET.get("request"):
+        revising = get_object_or_404(ChangeRequest, pk=request.GET["request"], experiment_id=experiment_id,
+                                     kind="edit_experiment")
+        if revising.requester != request.user:
+            raise PermissionDenied("Only the requester can edit a request.")
+    form = forms.ExperimentEditForm(request.POST or None, experiment=experiment,
+                                    proposed=revising.plan[0]["fields"] if revising else None)
+    context = {"experiment": experiment, "title": f"Revise request #{revising.pk}" if revising else "Edit settings",
+               "submit": "Save the revised request" if revising else "Request this change", "revising": revising}
     if request.method == "POST" and form.is_valid():
         fields = form.changed_fields()
         if not fields:
             form.add_error(None, "Nothing changed.")
+        elif revising:
+            try:
+                change_requests.change_request_edit(actor=request.user, change_request=revising, reason=form.cleaned_data["reason"],
+                                                    plan=[{"op": "update_experiment", "fields": fields}])
+            except ValidationError as error:
+                form.add_error(None, " ".join(error.messages))
+            except gateway.UpstreamError as error:
+                form.add_error(None, upstream_problem(error))
+            else:
+                messages.success(request, "Request revised: approvals given before no longer count.")
+                return _go(request, change_request_url(revising))
         else:
             plan = [{"op": "update_experiment", "fields": fields}]
             return _submit(request, form, kind="edit_experiment", plan=plan, experiment_id=experiment_id,
