@@ -181,7 +181,7 @@ def main() -> None:
     if not postgres:
         print("The 1,000,000-entry figure needs PostgreSQL (set DATABASE_URL); running with "
               f"{count:,} entries on SQLite.")
-    settings.DATABASES["default"]["TEST"] = {"NAME": "test_audit_bench"}
+    settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = "test_audit_bench"
     old_config = setup_databases(verbosity=0, interactive=False) if USE_TEST_DATABASE else None
     if old_config is None:
         call_command("migrate", verbosity=0)
