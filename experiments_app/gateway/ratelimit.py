@@ -8,8 +8,10 @@ and counts ``UPSTREAM_DAILY_QUOTA`` per project per UTC day.
   Lua script that reads the clock from Redis (``TIME``), so every web and worker process on
   every host draws from the same bucket. Keys: ``<prefix>:bucket:<project>`` and
   ``<prefix>:quota:<project>:<YYYYMMDD>`` (expires after two days).
-* Without Redis, the bucket is in-process (thread-safe) and the day counter is in the Django
-  cache (local memory then: one process's view, which is all there is without Redis).
+* Without Redis, the bucket and the day counter are in-process (thread-safe): each process
+  sees its own share only, which is all there is without a shared store. (Not the Django
+  cache: without Redis that is local memory too, and its culling would silently reset the
+  counter.)
 
 The bucket holds at most ``burst`` tokens (2% of a second's rate, at least 1, by default;
 ``UPSTREAM_RATE_BURST`` overrides it), so any one-second window sees at most ``rate + burst``
@@ -81,6 +83,12 @@ def seconds_until_utc_midnight() -> float:
     now = dt.datetime.now(dt.UTC)
     tomorrow = (now + dt.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     return (tomorrow - now).total_seconds()
+
+
+# Without Redis: this process's request count per "<prefix>:quota:<project>:<day>" key. Kept at
+# module level so that rebuilding the client (reset_client) does not forget today's count.
+_day_counts: dict[str, int] = {}
+_day_counts_lock = threading.Lock()
 
 
 def default_burst(rate: float) -> float:
@@ -185,19 +193,17 @@ class Budget:
 
     # --- the day's counter ----------------------------------------------------------------
     def _local_count(self, project_id: str) -> None:
-        from django.core.cache import cache
-
+        global _day_counts
         key = self._keys(project_id)[1]
-        cache.add(key, 0, DAY_COUNTER_TTL_SECONDS)
-        try:
-            cache.incr(key)
-        except ValueError:  # evicted between add and incr
-            cache.set(key, 1, DAY_COUNTER_TTL_SECONDS)
+        with _day_counts_lock:
+            if key not in _day_counts:  # a new day (or project): forget the days before
+                today = utc_day()
+                _day_counts = {k: v for k, v in _day_counts.items() if k.endswith(today)}
+            _day_counts[key] = _day_counts.get(key, 0) + 1
 
     def _local_used(self, project_id: str) -> int:
-        from django.core.cache import cache
-
-        return int(cache.get(self._keys(project_id)[1], 0) or 0)
+        with _day_counts_lock:
+            return _day_counts.get(self._keys(project_id)[1], 0)
 
     def used_today(self, project_id: str) -> int:
         project_id = str(project_id)
@@ -238,9 +244,10 @@ def get_budget() -> Budget:
 
 
 def _forget_after_fork() -> None:
-    global _budget, _budget_lock
+    global _budget, _budget_lock, _day_counts_lock
     _budget = None
     _budget_lock = threading.Lock()
+    _day_counts_lock = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
