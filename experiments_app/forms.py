@@ -275,6 +275,8 @@ class VariantForm(ReasonMixin):
                   "payload": (data["payload"], old.payload if old.payload not in ("", {}) else None),
                   "rolloutWeight": (data["rollout_weight"], old.rollout_weight)}
         fields = {f: new for f, (new, before) in wanted.items() if new != before}
+        if data["rollout_weight"] is None:  # left empty: keep the weight it has
+            fields.pop("rolloutWeight", None)
         return {"op": "update_variant", "key": old.key, "fields": fields} if fields else None
 
 

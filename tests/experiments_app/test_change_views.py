@@ -141,3 +141,80 @@ def test_admin_edits_the_policy_and_others_cannot(client, admin_user, approver):
     client.post(reverse("policy"), {"policy": policy.pk, "required_approvals": 2, "approver_group": ""})
     policy.refresh_from_db()
     assert policy.required_approvals == 2
+
+
+def _only_request(**filters) -> ChangeRequest:
+    return ChangeRequest.objects.filter(**filters).get()
+
+
+def test_segment_form_builds_the_whole_segment_list(client, editor, experiment_id, upstream_client):
+    client.force_login(editor)
+    response = client.post(reverse("segment_add", args=[experiment_id]), {
+        "name": "Canada beta", "percentage": "40", "weight__control": "1", "weight__treatment": "3",
+        "prop_0": "country", "op_0": "is", "values_0": "Canada, Mexico",
+        "prop_1": "gp:beta", "op_1": "set contains", "values_1": "yes",
+        **{f"op_{n}": "is" for n in range(2, 5)}, "reason": "beta in North America"})
+    assert response.status_code == 302
+    segments = _only_request().plan[0]["fields"]["targetSegments"]
+    assert segments == [{"name": "Canada beta", "percentage": 40, "bucketingKey": "amplitude_id",
+                         "rolloutWeights": {"control": 1, "treatment": 3},
+                         "conditions": [{"type": "property", "prop": "country", "op": "is", "values": ["Canada", "Mexico"]},
+                                        {"type": "property", "prop": "gp:beta", "op": "set contains", "values": ["yes"]}]}]
+
+
+def test_segment_condition_needs_property_and_values(client, editor, experiment_id):
+    client.force_login(editor)
+    response = client.post(reverse("segment_add", args=[experiment_id]), {
+        "name": "Half", "percentage": "10", "weight__control": "1", "weight__treatment": "1",
+        "prop_0": "country", "op_0": "is", "values_0": "", **{f"op_{n}": "is" for n in range(1, 5)}, "reason": "r"})
+    assert "A condition needs a property and values." in response.content.decode()
+    assert not ChangeRequest.objects.exists()
+
+
+def test_variant_forms_make_create_edit_and_remove_operations(client, editor, experiment_id):
+    client.force_login(editor)
+    client.post(reverse("variant_add", args=[experiment_id]), {
+        "key": "bold", "name": "Bold", "payload": '{"color": "red"}', "rollout_weight": "2", "reason": "try bold"})
+    client.post(reverse("variant_edit", args=[experiment_id, "treatment"]), {
+        "key": "treatment", "name": "Renamed", "payload": "", "reason": "clearer name"})
+    client.post(reverse("variant_remove", args=[experiment_id, "control"]), {"reason": "no longer needed"})
+    plans = [cr.plan[0] for cr in ChangeRequest.objects.order_by("pk")]
+    assert plans == [
+        {"op": "create_variant", "key": "bold", "name": "Bold", "payload": {"color": "red"}, "rolloutWeight": 2},
+        {"op": "update_variant", "key": "treatment", "fields": {"name": "Renamed"}},
+        {"op": "delete_variant", "key": "control"},
+    ]
+    assert ChangeRequest.objects.order_by("pk").last().tier == "high"  # a variant of a running experiment
+
+
+def test_variant_payload_must_be_json(client, editor, experiment_id):
+    client.force_login(editor)
+    response = client.post(reverse("variant_add", args=[experiment_id]),
+                           {"key": "x", "payload": "{not json", "reason": "r"})
+    assert "Not valid JSON" in response.content.decode()
+
+
+def test_inclusions_and_deployments_forms(client, editor, experiment_id, upstream_client):
+    deployment = upstream_client.create_deployment(label="ios-views", type="client").id
+    client.force_login(editor)
+    client.post(reverse("inclusions_edit", args=[experiment_id]), {
+        "action": "add", "variant": "treatment", "ids": "qa-1@example.com\n qa-2@example.com \nqa-1@example.com\n",
+        "reason": "QA"})
+    client.post(reverse("deployments_edit", args=[experiment_id]), {"action": "add", "deployment": deployment,
+                                                                    "reason": "ship to iOS"})
+    plans = [cr.plan[0] for cr in ChangeRequest.objects.order_by("pk")]
+    assert plans == [{"op": "add_inclusions", "variant": "treatment", "ids": ["qa-1@example.com", "qa-2@example.com"]},
+                     {"op": "add_deployments", "deployments": [deployment]}]
+    refused = client.post(reverse("deployments_edit", args=[experiment_id]),
+                          {"action": "remove", "deployment": deployment, "reason": "x"})
+    assert "does not have this deployment" in refused.content.decode()
+
+
+def test_new_experiment_form(client, editor, embedded_upstream):
+    client.force_login(editor)
+    client.post(reverse("experiment_create"), {
+        "key": "fresh-idea", "name": "Fresh idea", "variants": "control, a, b", "evaluation_mode": "remote",
+        "experiment_type": "multi-arm-bandit", "reason": "new test"})
+    body = _only_request().plan[0]["body"]
+    assert body["key"] == "fresh-idea" and [v["key"] for v in body["variants"]] == ["control", "a", "b"]
+    assert body["experimentType"] == "multi-arm-bandit"
