@@ -17,8 +17,9 @@ The bucket holds at most ``burst`` tokens (2% of a second's rate, at least 1, by
 ``UPSTREAM_RATE_BURST`` overrides it), so any one-second window sees at most ``rate + burst``
 requests: 91.8 at the default rate, leaving room under the upstream's 100 for network jitter
 (the upstream counts fixed one-second windows on arrival).
-If Redis stops answering, the gateway logs a warning and falls back to the in-process bucket
-rather than stopping all upstream traffic.
+If Redis stops answering, the gateway logs a warning and uses the in-process bucket and count
+for the next 10 seconds (then tries Redis again) rather than stopping all upstream traffic;
+what it counted meanwhile is added to the shared count it reports.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from .errors import BudgetExhausted, RateLimited
 logger = logging.getLogger("experiments_app.gateway")
 
 DAY_COUNTER_TTL_SECONDS = 2 * 24 * 3600
+REDIS_RETRY_AFTER_SECONDS = 10
 
 # KEYS[1] bucket hash, KEYS[2] day counter. ARGV: rate/s, burst, daily quota.
 # Returns {wait_microseconds, used_today}; wait -1 means the day's quota is used up.
@@ -133,6 +135,7 @@ class Budget:
         self._local = _LocalBucket(self.rate, self.burst)
         self._redis = None
         self._script = None
+        self._redis_down_until = 0.0  # after a Redis failure, stay in-process for a while
         if redis_url:
             import redis
 
@@ -168,14 +171,22 @@ class Budget:
             # A little jitter so processes waiting on the same bucket do not wake in lockstep.
             self._sleep(wait + random.uniform(0, min(0.005, 1 / max(self.rate, 1))))
 
+    def _redis_usable(self) -> bool:
+        return self._redis is not None and time.monotonic() >= self._redis_down_until
+
+    def _redis_failed(self, exc: Exception) -> None:
+        logger.warning("rate budget: Redis unavailable (%s); using this process's own bucket and count for %ds",
+                       type(exc).__name__, REDIS_RETRY_AFTER_SECONDS)
+        self._redis_down_until = time.monotonic() + REDIS_RETRY_AFTER_SECONDS
+
     def _try_take(self, project_id: str) -> float:
-        if self._redis is not None:
+        if self._redis_usable():
             try:
                 bucket_key, day_key = self._keys(project_id)
                 wait_us, _used = self._script(keys=[bucket_key, day_key],
                                               args=[self.rate, self.burst, self.quota, DAY_COUNTER_TTL_SECONDS])
-            except Exception as exc:  # redis down: keep serving with the in-process bucket
-                logger.warning("rate budget: Redis unavailable (%s); using the in-process bucket", type(exc).__name__)
+            except Exception as exc:  # Redis down: keep serving with the in-process bucket
+                self._redis_failed(exc)
             else:
                 if wait_us < 0:
                     raise self._exhausted(project_id)
@@ -207,11 +218,11 @@ class Budget:
 
     def used_today(self, project_id: str) -> int:
         project_id = str(project_id)
-        if self._redis is not None:
+        if self._redis_usable():
             try:
-                return int(self._redis.get(self._keys(project_id)[1]) or 0)
+                return int(self._redis.get(self._keys(project_id)[1]) or 0) + self._local_used(project_id)
             except Exception as exc:
-                logger.warning("rate budget: Redis unavailable (%s); reporting the local count", type(exc).__name__)
+                self._redis_failed(exc)
         return self._local_used(project_id)
 
     def remaining(self, project_id: str) -> int:

@@ -99,7 +99,7 @@ def test_two_worker_processes_share_one_rate_budget_and_never_see_a_429(upstream
     env = {**os.environ, "UPSTREAM_BASE_URL": upstream.base_url, "UPSTREAM_API_KEY": upstream.api_key,
            "UPSTREAM_PROJECT_ID": upstream.project_id, "REDIS_URL": redis_url,
            "UPSTREAM_RATE_PER_SECOND": str(rate), "UPSTREAM_MAX_RETRY_SECONDS": "30", "LOG_LEVEL": "WARNING"}
-    options = {"calls": calls_each, "threads": 6, "start_at": time.time() + 2, "prefix": upstream.budget_prefix}
+    options = {"calls": calls_each, "threads": 6, "start_at": time.time() + 1.5, "prefix": upstream.budget_prefix}
     workers = [subprocess.Popen([sys.executable, str(WORKER), json.dumps(options)], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [worker.communicate(timeout=120) for worker in workers]
@@ -136,4 +136,4 @@ def test_budget_keeps_working_in_process_when_redis_is_down(upstream, caplog):
         budget.acquire("p1", deadline=time.monotonic() + 5)
 
     assert budget.remaining("p1") == 97
-    assert "Redis unavailable" in caplog.text
+    assert caplog.text.count("Redis unavailable") == 1  # then it stops trying for a while
