@@ -57,6 +57,7 @@ Rate budget: calls to existing experiments count against the client's project
 from __future__ import annotations
 
 import email.utils
+import http.client
 import logging
 import os
 import random
@@ -71,6 +72,7 @@ from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
+import urllib3
 from urllib3.exceptions import NewConnectionError
 
 from .context import CallRecord, current_correlation_id, emit, ensure_correlation, new_correlation_id
@@ -534,6 +536,8 @@ class GatewayClient:
         except requests.exceptions.Timeout as exc:
             failure = type(exc).__name__
         except requests.exceptions.RequestException as exc:  # e.g. the body broke off mid-way
+            failure = type(exc).__name__
+        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:  # leaked past requests
             failure = type(exc).__name__
         latency_ms = round((time.perf_counter() - started) * 1000, 1)
         status = response.status_code if response is not None else None

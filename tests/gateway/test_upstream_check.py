@@ -53,3 +53,12 @@ def test_upstream_check_exits_non_zero_when_the_upstream_is_down(upstream):
     assert result.returncode != 0
     assert closed in result.stdout and "FAILING" in result.stdout
     assert upstream.api_key not in result.stdout + result.stderr
+
+
+def test_upstream_check_fails_without_calling_when_no_key_is_configured(upstream, settings):
+    settings.UPSTREAM_API_KEY = ""
+
+    with gateway.recording() as calls, pytest.raises(CommandError, match="no management API key"):
+        _run()
+
+    assert calls == []
