@@ -6,13 +6,14 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from experiments_app import gateway, readable, roles, selectors
+from experiments_app.audit import selectors as audit_selectors
 from experiments_app.forms import ExperimentFilterForm, InclusionSearchForm, VersionCompareForm
 from experiments_app.permissions import require_permission
 from experiments_app.selectors import ExperimentFilters
 from experiments_app.views.upstream import upstream_error, upstream_problem
 
 TABS = [("overview", "Overview"), ("variants", "Variants"), ("inclusions", "Inclusions"),
-        ("deployments", "Deployments"), ("versions", "Versions")]
+        ("deployments", "Deployments"), ("versions", "Versions"), ("activity", "Activity")]
 INCLUSION_CAP = 2000
 INCLUSIONS_PER_PAGE = 100
 DETAIL = "experiments_app/experiment_detail.html"
@@ -116,6 +117,7 @@ def _tab_context(request, experiment: gateway.Experiment, tab: str) -> dict:
         "inclusions": _inclusions,
         "deployments": _deployments,
         "versions": _versions,
+        "activity": _activity,
     }
     return builders[tab](request, experiment)
 
@@ -163,3 +165,7 @@ def _versions(request, experiment):
     default_a = versions[1].version if len(versions) > 1 else default_b
     return {"timeline": timeline, "compare_form": VersionCompareForm(initial={"a": default_a, "b": default_b}),
             "version_numbers": [v.version for v in versions]}
+
+
+def _activity(request, experiment):
+    return {"activity": audit_selectors.experiment_activity(experiment.id)}
