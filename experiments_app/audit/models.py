@@ -55,6 +55,7 @@ class AuditEntry(models.Model):
             models.Index(fields=["experiment_id", "-created_at", "-id"], name="audit_experiment_idx"),
             models.Index(fields=["experiment_key", "-created_at", "-id"], name="audit_experiment_key_idx"),
             models.Index(fields=["actor_label", "-created_at", "-id"], name="audit_actor_idx"),
+            models.Index(fields=["actor_label", "action", "-created_at", "-id"], name="audit_actor_action_idx"),
             models.Index(fields=["action", "-created_at", "-id"], name="audit_action_idx"),
             models.Index(fields=["correlation_id"], name="audit_correlation_idx"),
             models.Index(fields=["id"], name="audit_unprocessed_idx", condition=models.Q(sequence__isnull=True)),

@@ -70,8 +70,20 @@ def audit_export_jsonl(request):
     return _streamed(lines, "application/x-ndjson; charset=utf-8", "jsonl")
 
 
+def _batched(lines: Iterator[str], size: int = 200) -> Iterator[str]:
+    """Lines joined into chunks of `size`: far fewer writes to the client than one per line."""
+    batch: list[str] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) == size:
+            yield "".join(batch)
+            batch = []
+    if batch:
+        yield "".join(batch)
+
+
 def _streamed(lines: Iterator[str], content_type: str, extension: str) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(lines, content_type=content_type)
+    response = StreamingHttpResponse(_batched(lines), content_type=content_type)
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
     response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.{extension}"'
     response["Cache-Control"] = "no-store"
