@@ -415,13 +415,16 @@ def _experiment_drift_record(experiment: gateway.Experiment, versions: list[gate
     watermark = UpstreamWatermark.objects.select_for_update().get(pk=experiment.id)
     grace = timedelta(seconds=getattr(settings, "AUDIT_DRIFT_GRACE_SECONDS", 120))
     portal_made = portal_versions(experiment.id, since=watermark.last_version)
+    # Pushes that record no version numbers (bulk inclusion batches) are known by their author:
+    # the upstream's createdBy for the portal's own API key.
+    portal_names = set(getattr(settings, "AUDIT_PORTAL_CREATED_BY", []))
     recorded = 0
     previous: gateway.Version | None = None
     for version in versions:
         if version.version > watermark.last_version:
             if not _settled(version, grace):
                 break
-            if version.version not in portal_made:
+            if version.version not in portal_made and (version.created_by or "") not in portal_names:
                 _external_change_record(experiment, previous, version)
                 recorded += 1
             watermark.last_version = version.version
@@ -431,12 +434,19 @@ def _experiment_drift_record(experiment: gateway.Experiment, versions: list[gate
     return recorded
 
 
+# Entries that record the portal's own pushes (a conflict entry's versions are someone else's).
+PUSH_ACTIONS = (
+    actions.CHANGE_REQUEST_APPLIED, actions.CHANGE_REQUEST_FAILED, actions.BULK_JOB_PROGRESSED,
+    actions.BULK_JOB_FINISHED, actions.BULK_JOB_CANCELLED, actions.BULK_JOB_UNDONE,
+)
+
+
 def portal_versions(experiment_id: str, *, since: int = 0) -> set[int]:
     """Upstream version numbers the portal's own pushes produced: each entry that records a
     push claims the versions after upstream_version_before up to upstream_version_after."""
     made: set[int] = set()
-    pairs = (AuditEntry.objects.filter(experiment_id=experiment_id, upstream_version_after__gt=since)
-             .exclude(action=actions.EXTERNAL_CHANGE)
+    pairs = (AuditEntry.objects.filter(experiment_id=experiment_id, upstream_version_after__gt=since,
+                                       action__in=PUSH_ACTIONS)
              .values_list("upstream_version_before", "upstream_version_after"))
     for before, after in pairs:
         start = before + 1 if before is not None and before < after else after

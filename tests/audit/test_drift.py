@@ -87,3 +87,27 @@ def test_a_version_younger_than_the_grace_period_waits_for_the_next_run(
     assert audit_drift_detect().external_changes == 0
     settings.AUDIT_DRIFT_GRACE_SECONDS = 0
     assert audit_drift_detect().external_changes == 1
+
+
+def test_a_conflict_entry_does_not_hide_the_change_that_caused_it(
+        upstream_client, someone_elses_key, embedded_upstream, settings):
+    settings.AUDIT_DRIFT_GRACE_SECONDS = 0
+    created = upstream_client.create_experiment(key="drift-conflict", name="Conflict")
+    audit_drift_detect()
+    patch_directly(embedded_upstream, someone_elses_key, created.id, {"description": "changed under a request"})
+    version_now = max(v.version for v in upstream_client.list_versions(created.id))
+    audit_record(action=actions.CHANGE_REQUEST_CONFLICTED, actor="system:apply", experiment_id=created.id,
+                 upstream_version_before=version_now - 1, upstream_version_after=version_now)
+
+    assert audit_drift_detect().external_changes == 1
+    assert external_changes()[0].upstream_version_after == version_now
+
+
+def test_versions_made_with_the_portals_own_key_are_not_external(upstream_client, settings):
+    settings.AUDIT_DRIFT_GRACE_SECONDS = 0
+    settings.AUDIT_PORTAL_CREATED_BY = ["portal-tests"]  # the embedded_upstream fixture's key name
+    created = upstream_client.create_experiment(key="drift-bulk", name="Bulk", variants=[{"key": "on"}])
+    audit_drift_detect()
+    upstream_client.add_inclusions(created.id, "on", ["user-1", "user-2"])  # a bulk batch: no version recorded
+
+    assert audit_drift_detect().external_changes == 0
