@@ -157,6 +157,7 @@ AUDIT_WEBHOOK_SECRET = env_str("AUDIT_WEBHOOK_SECRET")
 # The upstream's createdBy for versions made with the portal's own key (`create_api_key portal`):
 # the drift check does not call those external.
 AUDIT_PORTAL_CREATED_BY = env_list("AUDIT_PORTAL_CREATED_BY", ["portal"])
+AUDIT_DRIFT_SWEEP_SECONDS = env_float("AUDIT_DRIFT_SWEEP_SECONDS", 3600.0, minimum=0.0)
 CELERY_BEAT_SCHEDULE["audit-process-outbox"] = {"task": "audit.process_outbox", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["audit-detect-drift"] = {"task": "audit.detect_drift", "schedule": AUDIT_DRIFT_SECONDS}
 

@@ -107,4 +107,5 @@ class UpstreamWatermark(models.Model):
     experiment_id = models.CharField(max_length=200, primary_key=True)
     experiment_key = models.CharField(max_length=200, blank=True)
     last_version = models.IntegerField()
+    fingerprint = models.CharField(max_length=64, blank=True)  # of the listed configuration, when checked
     checked_at = models.DateTimeField(auto_now=True)

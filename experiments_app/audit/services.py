@@ -365,8 +365,10 @@ DRIFT_ACTOR_PREFIX = "upstream:"
 @dataclass
 class DriftReport:
     experiments: int = 0
+    checked: int = 0
     external_changes: int = 0
     baselined: int = 0
+    stopped_for_budget: bool = False
 
 
 def audit_drift_detect() -> DriftReport:
@@ -374,23 +376,38 @@ def audit_drift_detect() -> DriftReport:
 
     The first run ever only remembers each experiment's newest version (history before the
     portal is not "drift"); later, an experiment never seen before is checked from version 1.
+
+    The upstream allows 100,000 requests a day, so versions are read only for experiments whose
+    listed configuration changed since the last look, and for every experiment once each
+    AUDIT_DRIFT_SWEEP_SECONDS (inclusion-only changes do not show in the listing); the run stops
+    while fewer than AUDIT_DRIFT_BUDGET_RESERVE requests are left today for people's own work.
     """
     report = DriftReport()
     client = gateway.get_client()
     first_run = not UpstreamWatermark.objects.exists()
+    watermarks = {w.experiment_id: w for w in UpstreamWatermark.objects.all()}
+    swept_since = timezone.now() - timedelta(seconds=getattr(settings, "AUDIT_DRIFT_SWEEP_SECONDS", 3600))
+    reserve = getattr(settings, "AUDIT_DRIFT_BUDGET_RESERVE", 10_000)
     with gateway.correlation(f"drift-{timezone.now():%Y%m%dT%H%M%S}"):
         for experiment in client.iter_experiments():
             report.experiments += 1
-            versions = sorted(client.list_versions(experiment.id), key=lambda v: v.version)
-            if not versions:
+            fingerprint = hashlib.sha256(_canonical(experiment.raw)).hexdigest()
+            known = watermarks.get(experiment.id)
+            if known and known.fingerprint == fingerprint and known.checked_at > swept_since:
                 continue
+            if reserve and client.budget_remaining() < reserve:
+                report.stopped_for_budget = True
+                logger.warning("drift check stopped: fewer than %s upstream requests left today", reserve)
+                break
+            report.checked += 1
+            versions = sorted(client.list_versions(experiment.id), key=lambda v: v.version)
             if first_run:
-                UpstreamWatermark.objects.get_or_create(
-                    experiment_id=experiment.id,
-                    defaults={"experiment_key": experiment.key, "last_version": versions[-1].version})
+                UpstreamWatermark.objects.update_or_create(experiment_id=experiment.id, defaults={
+                    "experiment_key": experiment.key, "fingerprint": fingerprint,
+                    "last_version": versions[-1].version if versions else 0})
                 report.baselined += 1
                 continue
-            report.external_changes += _experiment_drift_record(experiment, versions)
+            report.external_changes += _experiment_drift_record(experiment, versions, fingerprint)
     return report
 
 
@@ -409,7 +426,8 @@ def _settled(version: gateway.Version, grace: timedelta) -> bool:
 
 
 @transaction.atomic
-def _experiment_drift_record(experiment: gateway.Experiment, versions: list[gateway.Version]) -> int:
+def _experiment_drift_record(experiment: gateway.Experiment, versions: list[gateway.Version],
+                             fingerprint: str) -> int:
     UpstreamWatermark.objects.get_or_create(experiment_id=experiment.id,
                                             defaults={"experiment_key": experiment.key, "last_version": 0})
     watermark = UpstreamWatermark.objects.select_for_update().get(pk=experiment.id)
@@ -420,9 +438,11 @@ def _experiment_drift_record(experiment: gateway.Experiment, versions: list[gate
     portal_names = set(getattr(settings, "AUDIT_PORTAL_CREATED_BY", []))
     recorded = 0
     previous: gateway.Version | None = None
+    settled = True
     for version in versions:
         if version.version > watermark.last_version:
             if not _settled(version, grace):
+                settled = False
                 break
             if version.version not in portal_made and (version.created_by or "") not in portal_names:
                 _external_change_record(experiment, previous, version)
@@ -430,6 +450,7 @@ def _experiment_drift_record(experiment: gateway.Experiment, versions: list[gate
             watermark.last_version = version.version
         previous = version
     watermark.experiment_key = experiment.key
+    watermark.fingerprint = fingerprint if settled else ""  # unsettled: look again next run
     watermark.save()
     return recorded
 

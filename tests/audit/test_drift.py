@@ -106,8 +106,37 @@ def test_a_conflict_entry_does_not_hide_the_change_that_caused_it(
 def test_versions_made_with_the_portals_own_key_are_not_external(upstream_client, settings):
     settings.AUDIT_DRIFT_GRACE_SECONDS = 0
     settings.AUDIT_PORTAL_CREATED_BY = ["portal-tests"]  # the embedded_upstream fixture's key name
+    settings.AUDIT_DRIFT_SWEEP_SECONDS = 0  # inclusions do not show in the listing: look every run
     created = upstream_client.create_experiment(key="drift-bulk", name="Bulk", variants=[{"key": "on"}])
     audit_drift_detect()
     upstream_client.add_inclusions(created.id, "on", ["user-1", "user-2"])  # a bulk batch: no version recorded
 
-    assert audit_drift_detect().external_changes == 0
+    report = audit_drift_detect()
+    assert report.checked == 1 and report.external_changes == 0
+
+
+def test_unchanged_experiments_cost_no_version_reads_until_the_sweep(
+        upstream_client, someone_elses_key, embedded_upstream, settings):
+    settings.AUDIT_DRIFT_GRACE_SECONDS = 0
+    created = upstream_client.create_experiment(key="drift-quiet", name="Quiet", variants=[{"key": "on"}])
+    audit_drift_detect()
+    response = requests.post(f"{embedded_upstream.url}/api/1/experiments/{created.id}/variants/on/users",
+                             json={"inclusions": ["sneaky-user"]},
+                             headers={"Authorization": f"Bearer {someone_elses_key}"}, timeout=10)
+    assert response.status_code == 200, response.text
+
+    quiet = audit_drift_detect()
+    assert (quiet.experiments, quiet.checked, quiet.external_changes) == (1, 0, 0)
+    settings.AUDIT_DRIFT_SWEEP_SECONDS = 0
+    sweep = audit_drift_detect()
+    assert (sweep.checked, sweep.external_changes) == (1, 1)
+    assert external_changes()[0].actor_label == "upstream:grace-script"
+
+
+def test_the_drift_check_leaves_the_last_requests_of_the_day_to_people(upstream_client, settings):
+    settings.AUDIT_DRIFT_BUDGET_RESERVE = 10**9
+    upstream_client.create_experiment(key="drift-budget", name="Budget")
+
+    report = audit_drift_detect()
+
+    assert report.stopped_for_budget and report.checked == 0
