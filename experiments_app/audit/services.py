@@ -300,8 +300,9 @@ def _deliveries_enqueue(entry_ids: list[int]) -> None:
             return
 
 
-def audit_deliveries_stale(*, older_than: timedelta = timedelta(minutes=5)) -> list[int]:
-    """Pending deliveries nobody has touched for a while (their task was lost to a broker outage)."""
+def audit_deliveries_stale(*, older_than: timedelta = timedelta(minutes=15)) -> list[int]:
+    """Pending deliveries nobody has touched for longer than the longest retry wait (their task
+    was lost to a broker outage). Receivers should still ignore a sequence number seen before."""
     cutoff = timezone.now() - older_than
     return list(AuditDelivery.objects.filter(status=AuditDelivery.PENDING, updated_at__lt=cutoff)
                 .order_by("id").values_list("id", flat=True)[:1000])

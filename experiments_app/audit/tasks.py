@@ -22,7 +22,7 @@ def deliver_audit_entry(self, delivery_id: int) -> None:
         services.audit_delivery_send(delivery_id=delivery_id, final_attempt=final)
     except services.DeliveryFailed as error:
         base = getattr(settings, "AUDIT_WEBHOOK_BACKOFF_SECONDS", 5.0)
-        raise self.retry(exc=error, countdown=min(base * 2 ** self.request.retries, 3600)) from None
+        raise self.retry(exc=error, countdown=min(base * 2 ** self.request.retries, 600)) from None
 
 
 @shared_task(name="audit.detect_drift")
