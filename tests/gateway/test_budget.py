@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -18,7 +19,10 @@ WORKER = Path(__file__).with_name("hammer_worker.py")
 
 
 def _redis_url(settings) -> str:
+    """The configured Redis (or a local one), database 15: other suites running at the same time
+    clear the cache database (FLUSHDB), which would reset these tests' counters mid-test."""
     url = getattr(settings, "REDIS_URL", None) or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    url = urlsplit(url)._replace(path="/15").geturl()
     try:
         redis.Redis.from_url(url, socket_connect_timeout=1).ping()
     except redis.RedisError:
