@@ -606,8 +606,9 @@ class GatewayClient:
                 message = "; ".join(f"{k}: {v}" for k, v in message.items())
             elif isinstance(message, list):
                 message = "; ".join(str(m) for m in message)
-        else:
-            message = str(body or "")
+        else:  # plain text is worth showing; an HTML error page from a proxy is not
+            text = str(body or "").strip()
+            message = text if len(text) <= 300 and "<" not in text else ""
         message = str(message).strip()[:500]
         if field and str(field) not in message:
             message = f"{field}: {message}"  # the upstream says "is required" and names the field apart
