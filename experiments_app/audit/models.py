@@ -69,6 +69,14 @@ class AuditEntry(models.Model):
         return actions.label(self.action)
 
     @property
+    def summary(self) -> str:
+        """The reason, or else the detail in a line (sign-ins and role changes have no reason)."""
+        if self.reason or not isinstance(self.detail, dict):
+            return self.reason
+        return " · ".join(f"{key}: {', '.join(map(str, value)) if isinstance(value, list) else value}"
+                          for key, value in self.detail.items() if not isinstance(value, dict))
+
+    @property
     def action_subject(self) -> str:
         return self.action.partition(".")[0]
 

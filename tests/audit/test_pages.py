@@ -59,6 +59,8 @@ def test_audit_page_lists_entries_newest_first(client, viewer, history):
     assert ids[0] == AuditEntry.objects.latest("id").id  # the viewer's own sign-in
     assert history[-1].id in ids and ids == sorted(ids, reverse=True)
     assert b"Changed outside the portal" in response.content
+    assert b"user: vera-viewer \xc2\xb7 change: add \xc2\xb7 groups: Viewer" in response.content, \
+        "entries without a reason show their detail"
 
 
 @pytest.mark.parametrize(("params", "expected"), [
