@@ -22,7 +22,9 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -95,6 +97,24 @@ def audit_record(*, action: str, actor: Any = None, experiment_id: str | None = 
 
 BROKER_PAUSE_SECONDS = 30.0
 _broker_down_until = 0.0
+
+
+_acting_as: ContextVar[Any] = ContextVar("audit_acting_as", default=None)
+
+
+@contextmanager
+def audit_acting_as(actor: Any) -> Iterator[None]:
+    """Name the actor of changes recorded by signal receivers inside the block (role changes:
+    ``with audit_acting_as(request.user): user.groups.set(...)``)."""
+    token = _acting_as.set(actor)
+    try:
+        yield
+    finally:
+        _acting_as.reset(token)
+
+
+def audit_current_actor(default: Any = None) -> Any:
+    return _acting_as.get() or default
 
 
 def audit_processing_enqueue() -> None:

@@ -6,7 +6,7 @@ from django.db.models.signals import m2m_changed
 from django.dispatch import receiver
 
 from experiments_app.audit import actions
-from experiments_app.audit.services import audit_record
+from experiments_app.audit.services import audit_current_actor, audit_record
 
 
 @receiver(user_logged_in, dispatch_uid="audit.login")
@@ -23,7 +23,7 @@ def _login_failed(sender, credentials, request=None, **kwargs):
 @receiver(m2m_changed, sender=get_user_model().groups.through, dispatch_uid="audit.role_changed")
 def _groups_changed(sender, instance, action, pk_set, **kwargs):
     if action in ("post_add", "post_remove", "post_clear") and not kwargs.get("reverse"):
-        audit_record(action=actions.ROLE_CHANGED, actor="system:roles",
+        audit_record(action=actions.ROLE_CHANGED, actor=audit_current_actor("system:roles"),
                      detail={"user": instance.get_username(), "change": action.removeprefix("post_"),
                              "groups": sorted(instance.groups.values_list("name", flat=True))})
 

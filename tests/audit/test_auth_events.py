@@ -37,3 +37,12 @@ def test_role_changes_are_recorded(viewer):
     changes = entries(actions.ROLE_CHANGED)
     assert changes[-1].detail == {"user": viewer.username, "change": "add", "groups": ["Approver"]}
     assert any(e.detail["change"] == "remove" and e.detail["groups"] == [] for e in changes)
+
+
+def test_role_changes_name_the_admin_who_made_them(viewer, admin_user):
+    from experiments_app.audit.services import audit_acting_as
+
+    with audit_acting_as(admin_user):
+        viewer.groups.set([roles.role_group("Editor")])
+
+    assert entries(actions.ROLE_CHANGED)[-1].actor_label == admin_user.username
