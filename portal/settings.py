@@ -154,6 +154,9 @@ CELERY_BEAT_SCHEDULE: dict = {
 AUDIT_DRIFT_SECONDS = env_float("AUDIT_DRIFT_SECONDS", 60.0, minimum=1.0)
 AUDIT_WEBHOOK_URL = env_url("AUDIT_WEBHOOK_URL", "", schemes={"http", "https"})
 AUDIT_WEBHOOK_SECRET = env_str("AUDIT_WEBHOOK_SECRET")
+# Seals each entry (an HMAC) so rows inserted out of band are told apart; defaults to SECRET_KEY.
+# Set it, and keep it, if SECRET_KEY may ever be rotated: old entries are verified with it.
+AUDIT_SEAL_KEY = env_str("AUDIT_SEAL_KEY")
 # The upstream's createdBy for versions made with the portal's own key (`create_api_key portal`):
 # the drift check does not call those external.
 AUDIT_PORTAL_CREATED_BY = env_list("AUDIT_PORTAL_CREATED_BY", ["portal"])
