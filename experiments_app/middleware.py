@@ -1,5 +1,8 @@
+from django.conf import settings
 from django.contrib.messages import get_messages
 from django.template.loader import render_to_string
+
+from experiments_app import gateway
 
 
 class HtmxMessagesMiddleware:
@@ -24,3 +27,16 @@ class HtmxMessagesMiddleware:
         if messages:
             response.write(render_to_string("_messages.html", {"messages": messages, "oob": True}))
         return response
+
+
+class UpstreamRetryBudgetMiddleware:
+    """A person waiting on a page gets an answer within seconds: upstream calls made while
+    serving a web request retry for at most UPSTREAM_WEB_RETRY_SECONDS (workers keep the longer
+    UPSTREAM_MAX_RETRY_SECONDS)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        with gateway.retry_budget(settings.UPSTREAM_WEB_RETRY_SECONDS):
+            return self.get_response(request)

@@ -65,6 +65,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "experiments_app.middleware.HtmxMessagesMiddleware",
+    "experiments_app.middleware.UpstreamRetryBudgetMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
 
@@ -175,6 +176,7 @@ UPSTREAM_PROJECT_ID = env_str("UPSTREAM_PROJECT_ID", "100001")
 UPSTREAM_CONNECT_TIMEOUT = env_float("UPSTREAM_CONNECT_TIMEOUT", 3.05, minimum=0.1)
 UPSTREAM_READ_TIMEOUT = env_float("UPSTREAM_READ_TIMEOUT", 15.0, minimum=0.1)
 UPSTREAM_MAX_RETRY_SECONDS = env_float("UPSTREAM_MAX_RETRY_SECONDS", 30.0, minimum=0.0)
+UPSTREAM_WEB_RETRY_SECONDS = env_float("UPSTREAM_WEB_RETRY_SECONDS", 5.0, minimum=0.0)
 UPSTREAM_RATE_PER_SECOND = env_float("UPSTREAM_RATE_PER_SECOND", 90.0, minimum=0.0)
 UPSTREAM_DAILY_QUOTA = env_int("UPSTREAM_DAILY_QUOTA", 100_000)
 

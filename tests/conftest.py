@@ -159,17 +159,20 @@ def admin_user(make_user):
 
 @pytest.fixture(autouse=True)
 def _isolated_upstream(settings):
-    """No test reaches an upstream by accident, nor sees another test's cached reads or budget."""
-    from django.core.cache import cache
+    """No test reaches an upstream by accident, nor sees another test's cached reads or budget.
+
+    Reads are forgotten by moving to a new cache generation, not by clearing the cache: with
+    Redis that would flush a database other processes may be using."""
+    from experiments_app.selectors import upstream_cache_clear
 
     run = uuid.uuid4().hex[:12]
     settings.UPSTREAM_BASE_URL = "http://127.0.0.1:9"  # the discard port: nothing answers
     settings.UPSTREAM_API_KEY = ""
     settings.UPSTREAM_BUDGET_KEY_PREFIX = f"test:gateway:{run}"
     settings.MANAGEMENT_API_RATE_REDIS_PREFIX = f"test:mapi:{run}:"
-    cache.clear()
+    upstream_cache_clear()
     yield
-    cache.clear()
+    upstream_cache_clear()
 
 
 @pytest.fixture

@@ -67,6 +67,7 @@ def test_viewer_browses_filters_and_compares_versions(page, live_server, viewer,
     page.get_by_role("link", name="Inclusions").click()
     expect(page.get_by_text("0 / 2000")).to_be_visible()
     page.get_by_role("link", name="treatment").click()
+    expect(page.get_by_text("12 ids pinned to")).to_be_visible()
     expect(page.get_by_text("12 / 2000")).to_be_visible()
     page.get_by_label("Search inclusions").fill("qa-1")
     expect(page.get_by_text("3 of 12 ids match")).to_be_visible()
@@ -102,7 +103,7 @@ def test_upstream_failure_shows_the_error_and_recovers_on_retry(page, live_serve
     expect(page.get_by_role("heading", name="Allocation")).to_be_visible()
 
     settings.MANAGEMENT_API_FAULTS = "503=1.0"
-    settings.UPSTREAM_MAX_RETRY_SECONDS = 0.5
+    settings.UPSTREAM_WEB_RETRY_SECONDS = 0.5
     selectors.upstream_cache_clear()
     page.get_by_role("link", name="Versions").click()
     error = page.locator(".upstream-error")
