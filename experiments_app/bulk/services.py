@@ -39,13 +39,12 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -637,6 +636,14 @@ def bulk_job_run(*, job_id: int) -> str:
     return _finish(job, owner)
 
 
+HEARTBEAT_SECONDS = 1.0  # how often a working job renews its lease (and checks for a cancel)
+
+
+def _batches(rows: list, size: int):
+    for start in range(0, len(rows), size):
+        yield rows[start:start + size]
+
+
 class _Runner:
     def __init__(self, job: BulkJob, owner: str):
         self.job = job
@@ -645,24 +652,31 @@ class _Runner:
         self.lease_lost = False
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._last_beat = 0.0
         self.client = gateway.get_client()
         self.retries = int(_setting("BULK_TRANSIENT_RETRIES", 5))
 
-    # The heartbeat doubles as the cancel check: one UPDATE that only matches while this worker
-    # holds the lease and nobody asked to cancel.
     def beat(self) -> None:
+        """Renew the lease (at most once a HEARTBEAT_SECONDS across threads) and stop if the job
+        was cancelled or another worker took it over: one UPDATE that matches only while this
+        worker holds the lease and nobody asked to cancel."""
         if self._stop.is_set():
             raise _Stop()
-        alive = BulkJob.objects.filter(pk=self.job.pk, lease_owner=self.owner, cancel_requested=False) \
-            .update(heartbeat_at=_now())
-        if not alive:
-            with self._lock:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last_beat < HEARTBEAT_SECONDS:
+                return
+            self._last_beat = now
+            alive = BulkJob.objects.filter(pk=self.job.pk, lease_owner=self.owner, cancel_requested=False) \
+                .update(heartbeat_at=_now())
+            if not alive:
                 row = BulkJob.objects.filter(pk=self.job.pk).values("lease_owner", "cancel_requested").first()
                 if row and row["lease_owner"] == self.owner and row["cancel_requested"]:
                     self.cancelled = True
                 else:
                     self.lease_lost = True
                 self._stop.set()
+        if self._stop.is_set():
             raise _Stop()
 
     def _targets_to_work(self) -> list[int]:
@@ -676,21 +690,28 @@ class _Runner:
                 function(target_id)
             return
         errors: list[BaseException] = []
+        ids = iter(target_ids)
+        ids_lock = threading.Lock()
 
-        def guarded(target_id: int) -> None:
-            if self._stop.is_set():
-                return
+        def drain() -> None:
             try:
-                function(target_id)
+                while not self._stop.is_set():
+                    with ids_lock:
+                        target_id = next(ids, None)
+                    if target_id is None:
+                        return
+                    function(target_id)
             except BaseException as error:  # noqa: BLE001 - handed back to the calling thread
                 self._stop.set()
                 errors.append(error)
             finally:
-                close_old_connections()
                 connection.close()
 
-        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"bulk-{self.job.pk}") as pool:
-            list(pool.map(guarded, target_ids))
+        workers = [threading.Thread(target=drain, name=f"bulk-{self.job.pk}-{n}") for n in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
         for error in errors:
             if not isinstance(error, _Stop):
                 raise error
@@ -712,20 +733,26 @@ class _Runner:
                 if attempt > self.retries:
                     raise _Transient(error.message) from None
                 logger.warning("bulk job %s: upstream failed (%s); trying again", self.job.pk, error.message)
-                self.beat()
-                time.sleep(min(10.0, 0.5 * 2 ** attempt))
-                self.beat()
+                pause = min(10.0, 0.5 * 2 ** attempt)
+                while pause > 0:
+                    self.beat()
+                    time.sleep(min(pause, HEARTBEAT_SECONDS))
+                    pause -= HEARTBEAT_SECONDS
 
     def _work_target(self, target_id: int) -> None:
         target = BulkTarget.objects.get(pk=target_id)
         correlation = f"bulk-{self.job.pk}-{target.position}"
         with gateway.correlation(correlation), gateway.recording() as calls:
             self.beat()
+            rows = list(BulkJobItem.objects.filter(target=target, status__in=[ItemStatus.PENDING, ItemStatus.SKIPPED])
+                        .values_list("id", "user_id", "action", "status"))
             try:
                 if target.refreshed_at is None:
-                    self._refresh(target)
+                    rows = self._refresh(target, rows)
+                pending = [(pk, user_id, action) for pk, user_id, action, status in rows
+                           if status == ItemStatus.PENDING]
                 for action in (Action.REMOVE, Action.ADD):  # removals first: a replace never passes the cap
-                    self._work_action(target, action)
+                    self._work_action(target, action, [(pk, u) for pk, u, a in pending if a == action])
             except gateway.NotFound as error:
                 BulkJobItem.objects.filter(target=target, status=ItemStatus.PENDING) \
                     .update(status=ItemStatus.FAILED, note=f"Not found upstream: {error.message}"[:300])
@@ -737,14 +764,10 @@ class _Runner:
                              correlation_id=correlation, upstream_calls=calls,
                              detail={"variant": target.variant_key, "counts": counts})
 
-    def _work_action(self, target: BulkTarget, action: str) -> None:
+    def _work_action(self, target: BulkTarget, action: str, pending: list[tuple[int, str]]) -> None:
         size = add_chunk_size() if action == Action.ADD else BULK_DELETE_MAX
-        while True:
+        for chunk in _batches(pending, size):
             self.beat()
-            chunk = list(BulkJobItem.objects.filter(target=target, action=action, status=ItemStatus.PENDING)
-                         .order_by("id").values_list("id", "user_id")[:size])
-            if not chunk:
-                return
             pks = [pk for pk, _ in chunk]
             user_ids = [user_id for _, user_id in chunk]
             if action == Action.ADD:
@@ -759,57 +782,55 @@ class _Runner:
                 continue
             BulkJobItem.objects.filter(pk__in=pks, status=ItemStatus.PENDING).update(status=ItemStatus.APPLIED)
 
-    def _refresh(self, target: BulkTarget) -> None:
+    def _refresh(self, target: BulkTarget, rows: list[tuple]) -> list[tuple]:
         """Re-read the variant before the first write: what changed since the preview is skipped
         (or un-skipped), a replace picks up ids that appeared since, and adds that would break the
-        cap fail here instead of upstream."""
+        cap fail here instead of upstream. Returns the target's open rows as they now stand."""
         current = self._with_retries(lambda: self.client.list_inclusions(target.experiment_id, target.variant_key))
         present = set(current)
-        rows = list(BulkJobItem.objects.filter(target=target, status__in=[ItemStatus.PENDING, ItemStatus.SKIPPED])
-                    .values_list("id", "user_id", "action", "status"))
-        to_skip_add, to_skip_remove, to_pending = [], [], []
+        changes: dict[tuple[str, str], list[int]] = {}
+        updated = []
         for pk, user_id, action, status in rows:
-            there = user_id in present
-            if action == Action.ADD:
-                if status == ItemStatus.PENDING and there:
-                    to_skip_add.append(pk)
-                elif status == ItemStatus.SKIPPED and not there:
-                    to_pending.append(pk)
-            else:
-                if status == ItemStatus.PENDING and not there:
-                    to_skip_remove.append(pk)
-                elif status == ItemStatus.SKIPPED and there:
-                    to_pending.append(pk)
+            wanted = (ItemStatus.SKIPPED if user_id in present else ItemStatus.PENDING) if action == Action.ADD \
+                else (ItemStatus.PENDING if user_id in present else ItemStatus.SKIPPED)
+            if wanted != status:
+                note = "" if wanted == ItemStatus.PENDING else \
+                    ("already included" if action == Action.ADD else "not included")
+                changes.setdefault((wanted, note), []).append(pk)
+            updated.append((pk, user_id, action, wanted))
         extra: list[str] = []
         if self.job.kind == Kind.REPLACE:
-            wanted = set(self.job.ids)
+            wanted_ids = set(self.job.ids)
             known = set(BulkJobItem.objects.filter(target=target, action=Action.REMOVE).values_list("user_id", flat=True))
-            extra = [u for u in current if u not in wanted and u not in known]
+            extra = [u for u in current if u not in wanted_ids and u not in known]
+        adding = [row for row in updated if row[2] == Action.ADD and row[3] == ItemStatus.PENDING]
+        removing = sum(1 for row in updated if row[2] == Action.REMOVE and row[3] == ItemStatus.PENDING) + len(extra)
+        would_hold = len(present) - removing + len(adding)
+        over_cap = bool(adding) and would_hold > INCLUSION_CAP
         with transaction.atomic():
-            for pks, status, note in ((to_skip_add, ItemStatus.SKIPPED, "already included"),
-                                      (to_skip_remove, ItemStatus.SKIPPED, "not included"),
-                                      (to_pending, ItemStatus.PENDING, "")):
-                for start in range(0, len(pks), DB_BATCH):
-                    BulkJobItem.objects.filter(pk__in=pks[start:start + DB_BATCH]).update(status=status, note=note)
-            _bulk_insert((BulkJobItem(job=self.job, target=target, user_id=u, action=Action.REMOVE,
-                                      note="appeared since the preview") for u in extra), BulkJobItem)
-            pending = BulkJobItem.objects.filter(target=target, status=ItemStatus.PENDING)
-            adding = pending.filter(action=Action.ADD).count()
-            removing = pending.filter(action=Action.REMOVE).count()
-            would_hold = len(present) - removing + adding
-            if adding and would_hold > INCLUSION_CAP:
-                pending.filter(action=Action.ADD).update(
-                    status=ItemStatus.FAILED,
-                    note=f"would break the {INCLUSION_CAP:,} cap: the variant holds {len(present):,} now, "
-                         f"this job adds {adding:,} and removes {removing:,}")
+            for (status, note), pks in changes.items():
+                for batch in _batches(pks, DB_BATCH):
+                    BulkJobItem.objects.filter(pk__in=batch).update(status=status, note=note)
+            if extra:
+                _bulk_insert((BulkJobItem(job=self.job, target=target, user_id=u, action=Action.REMOVE,
+                                          note="appeared since the preview") for u in extra), BulkJobItem)
+            if over_cap:
+                for batch in _batches([row[0] for row in adding], DB_BATCH):
+                    BulkJobItem.objects.filter(pk__in=batch).update(
+                        status=ItemStatus.FAILED,
+                        note=f"would break the {INCLUSION_CAP:,} cap: the variant holds {len(present):,} now, "
+                             f"this job adds {len(adding):,} and removes {removing:,}")
             BulkTarget.objects.filter(pk=target.pk).update(refreshed_at=_now())
+        if extra or over_cap:
+            return list(BulkJobItem.objects.filter(target=target, status__in=[ItemStatus.PENDING, ItemStatus.SKIPPED])
+                        .values_list("id", "user_id", "action", "status"))
+        return updated
 
     def verify(self) -> None:
-        targets = list(self.job.targets.filter(verified__isnull=True, items__status=ItemStatus.APPLIED)
-                       .distinct().values_list("pk", flat=True))
-        if self.job.kind == Kind.REPLACE:
-            targets = list(self.job.targets.filter(verified__isnull=True).values_list("pk", flat=True))
-        self._parallel(self._verify_target, targets)
+        targets = self.job.targets.filter(verified__isnull=True)
+        if self.job.kind != Kind.REPLACE:
+            targets = targets.filter(items__status=ItemStatus.APPLIED).distinct()
+        self._parallel(self._verify_target, list(targets.values_list("pk", flat=True)))
 
     def _verify_target(self, target_id: int) -> None:
         self.beat()
@@ -823,11 +844,15 @@ class _Runner:
                                                                verify_detail={"error": error.message})
                 return
         present = set(current)
-        applied = target.items.filter(status=ItemStatus.APPLIED)
-        missing = [u for u in applied.filter(action=Action.ADD).values_list("user_id", flat=True) if u not in present]
-        lingering = [u for u in applied.filter(action=Action.REMOVE).values_list("user_id", flat=True) if u in present]
+        missing, lingering = [], []
+        for user_id, action in target.items.filter(status=ItemStatus.APPLIED).values_list("user_id", "action"):
+            if action == Action.ADD and user_id not in present:
+                missing.append(user_id)
+            elif action == Action.REMOVE and user_id in present:
+                lingering.append(user_id)
         detail = {"holds": len(current), "missing": len(missing), "lingering": len(lingering),
                   "sample_missing": missing[:SAMPLE], "sample_lingering": lingering[:SAMPLE]}
+        ok = not (missing or lingering)
         if self.job.kind == Kind.REPLACE:
             wanted = set(self.job.ids)
             failed_adds = set(target.items.filter(status=ItemStatus.FAILED, action=Action.ADD)
@@ -835,9 +860,7 @@ class _Runner:
             unexpected = [u for u in current if u not in wanted]
             lacking = [u for u in wanted - present if u not in failed_adds]
             detail.update(unexpected=len(unexpected), lacking=len(lacking), sample_unexpected=unexpected[:SAMPLE])
-            ok = not (missing or lingering or unexpected or lacking)
-        else:
-            ok = not (missing or lingering)
+            ok = ok and not (unexpected or lacking)
         BulkTarget.objects.filter(pk=target.pk).update(verified=ok, verify_detail=detail)
 
 
@@ -846,7 +869,7 @@ def _finish(job: BulkJob, owner: str, *, cancelled: bool = False, error: str = "
     from experiments_app.change_requests import change_request_mark_applied, change_request_mark_failed
 
     with transaction.atomic():
-        job = BulkJob.objects.select_for_update().select_related("change_request", "cancelled_by").get(pk=job.pk)
+        job = BulkJob.objects.select_for_update().get(pk=job.pk)
         if job.lease_owner != owner or job.status not in ACTIVE_STATUSES:
             return "lease-lost"
         counts = progress_counts(job)

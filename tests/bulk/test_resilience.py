@@ -1,8 +1,9 @@
 """A job survives a worker killed mid-way and a flaky upstream, and still ends exactly right."""
 
-import time
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from experiments_app.bulk import services
 from experiments_app.bulk.models import BulkJob, ItemStatus, JobStatus, Kind
@@ -35,9 +36,11 @@ def test_job_killed_mid_way_completes_after_restart_with_nothing_lost_or_sent_tw
     assert job.status == JobStatus.RUNNING
     assert 400 <= applied_at_kill < len(wanted)
 
+    assert services.bulk_jobs_requeue_stale(stale_seconds=30) == []  # a fresh heartbeat is left alone
+
     celery_worker_factory(BULK_STALE_SECONDS=2)
-    assert services.bulk_jobs_requeue_stale(stale_seconds=2) == []  # the heartbeat is still fresh
-    time.sleep(2.2)
+    wait_until(lambda: timezone.now() - job.heartbeat_at > timedelta(seconds=2.1), timeout=10,
+               what="the dead worker's heartbeat to go stale")
     assert services.bulk_jobs_requeue_stale(stale_seconds=2) == [job.pk]
     job = wait_finished(job, timeout=90)
 

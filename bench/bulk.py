@@ -1,0 +1,309 @@
+"""Benchmark of bulk inclusion jobs against the embedded Management API limited to 100
+requests/s per project, side by side with a naive sequential script.
+
+    .venv/bin/python bench/bulk.py
+
+1. A sweep over 500 experiments x 2 variants (a few ids to remove from each), worked by the
+   portal's service exactly as a worker runs it (read each variant, bulk delete by value,
+   read back to verify; a few targets at a time inside the gateway's shared rate budget),
+   against the naive way: one ``requests.delete`` per variant, a new connection each time, no
+   limiter (a 429 is waited out and sent again, or the script would lose ids). Every HTTP
+   attempt is counted, retries included. Goal: elapsed within 1.15x of the limit's lower bound
+   (calls / 100 s) and zero 429s.
+2. The peak memory of a 50,000-id job (an erasure sweep over 25 variants holding 2,000 of the
+   ids each: a 50,000-item ledger): tracemalloc's peak while the job runs (the upstream's server thread included) and the process's peak RSS.
+   Goal: under 150 MB.
+
+Uses a throwaway SQLite file under a temporary directory, or -- when DATABASE_URL is set -- a
+``test_...`` database created (and dropped) beside that one.
+"""
+
+import logging
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tracemalloc
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+TEMP_DIR = tempfile.TemporaryDirectory(prefix="bulk-bench-")
+USE_TEST_DATABASE = bool(os.environ.get("DATABASE_URL"))
+if not USE_TEST_DATABASE:
+    os.environ["DATABASE_URL"] = f"sqlite:///{TEMP_DIR.name}/bench.sqlite3"
+os.environ["PORTAL_VAR_DIR"] = TEMP_DIR.name
+os.environ.pop("CELERY_BROKER_URL", None)  # queued messages land in the temporary folder
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+os.environ["LOG_LEVEL"] = "ERROR"
+
+import django  # noqa: E402
+
+django.setup()
+
+import requests  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test.utils import setup_databases, teardown_databases  # noqa: E402
+
+PROJECT_ID = "100001"
+SWEEP_EXPERIMENTS = int(os.environ.get("BENCH_SWEEP_EXPERIMENTS", 500))
+LEAVERS = [f"leaver-{n}" for n in range(3)]
+MEMORY_VARIANTS = 25
+MEMORY_IDS_PER_VARIANT = 2000
+UPSTREAM_LIMIT = 100
+RATIO_GOAL = 1.15
+MEMORY_GOAL_MB = 150
+SERVER_LOG = None
+
+
+class CallCounter(logging.Handler):
+    """Counts the gateway's HTTP attempts by status, from its one log record per attempt."""
+
+    def __init__(self):
+        super().__init__(level=logging.INFO)
+        self.statuses: Counter = Counter()
+        self._guard = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if hasattr(record, "upstream_status"):
+            with self._guard:
+                self.statuses[record.upstream_status] += 1
+
+    def reset(self) -> None:
+        with self._guard:
+            self.statuses.clear()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_upstream() -> tuple[subprocess.Popen, str]:
+    """The embedded API served as `make run` serves it (gunicorn, 2 processes x 8 threads), in its
+    own processes: an in-thread server would share this process's GIL with the worker being
+    measured, and the figure would be the server's CPU, not the worker's pacing."""
+    from django.db import connection as db
+
+    params = db.settings_dict
+    if params["ENGINE"].endswith("sqlite3"):
+        url = f"sqlite:///{params['NAME']}"
+    else:
+        auth = params["USER"] + (f":{params['PASSWORD']}" if params.get("PASSWORD") else "")
+        url = f"postgres://{auth}@{params.get('HOST') or '127.0.0.1'}:{params.get('PORT') or 5432}/{params['NAME']}"
+    port = _free_port()
+    global SERVER_LOG
+    SERVER_LOG = open(Path(TEMP_DIR.name) / "upstream.log", "w")  # noqa: SIM115 - open while it runs
+    env = {**os.environ, "DATABASE_URL": url, "MANAGEMENT_API_RATE_PER_SECOND": str(UPSTREAM_LIMIT),
+           "MANAGEMENT_API_RATE_PER_DAY": "0", "PORT": str(port), "LOG_LEVEL": "ERROR"}
+    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "portal.wsgi", "--bind", f"127.0.0.1:{port}",
+                               "--worker-class", "gthread", "--workers", "2", "--threads", "8", "--log-level", "error"],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=SERVER_LOG)
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            requests.get(f"{base_url}/api/1/deployments", timeout=1)  # any answer (401) means it is up
+            return server, base_url
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    server.kill()
+    raise RuntimeError("the embedded API did not start:\n" + (Path(TEMP_DIR.name) / "upstream.log").read_text())
+
+
+def seed(prefix: str, experiments: int, inclusions, tags=()) -> list[tuple[str, list[str]]]:
+    """Experiments with variants control/treatment; ``inclusions(n, variant)`` gives the ids."""
+    from management_api.models import Experiment, Inclusion, Variant
+
+    Experiment.objects.bulk_create([
+        Experiment(project_id=PROJECT_ID, key=f"{prefix}-{n:04d}", name=f"{prefix} {n}", bucketing_salt="abcd1234",
+                   rollout_weights={"control": 1, "treatment": 1}, tags=list(tags), created_by="bench")
+        for n in range(experiments)
+    ])
+    created = list(Experiment.objects.filter(key__startswith=f"{prefix}-").order_by("key"))
+    Variant.objects.bulk_create([Variant(experiment=e, key=key, position=i, payload={})
+                                 for e in created for i, key in enumerate(["control", "treatment"])])
+    variants = {(v.experiment_id, v.key): v for v in Variant.objects.filter(experiment__in=created)}
+    rows = []
+    for n, experiment in enumerate(created):
+        for key in ("control", "treatment"):
+            rows += [Inclusion(variant=variants[(experiment.id, key)], user_id=u) for u in inclusions(n, key)]
+    Inclusion.objects.bulk_create(rows, batch_size=2000)
+    return [(str(e.id), [f"{prefix}-{n:04d}"]) for n, e in enumerate(created)]
+
+
+def naive_sweep(base_url: str, api_key: str, experiment_ids: list[str]) -> Counter:
+    """What a hurried script does: one DELETE per variant, a new connection each, no limiter."""
+    statuses: Counter = Counter()
+    headers = {"Authorization": f"Bearer {api_key}"}
+    for experiment_id in experiment_ids:
+        for variant in ("control", "treatment"):
+            url = f"{base_url}/api/1/experiments/{experiment_id}/variants/{variant}/bulk-delete-users"
+            while True:
+                response = requests.delete(url, json={"users": LEAVERS}, headers=headers, timeout=15)
+                statuses[response.status_code] += 1
+                if response.status_code != 429:
+                    response.raise_for_status()
+                    break
+                time.sleep(float(response.headers.get("Retry-After", "1")))
+    return statuses
+
+
+def portal_job(*, requester, approvers, kind: str, ids: list[str], **target):
+    """Create, submit and approve a job as people would, then work it in-process."""
+    from experiments_app import change_requests
+    from experiments_app.bulk import services
+
+    job, preview = services.bulk_job_create(requester=requester, kind=kind, ids=ids, title="", reason="bench",
+                                            **target)
+    assert job is not None, preview.as_dict()
+    change_request = services.bulk_job_submit(actor=requester, job=job)
+    for approver in approvers:
+        change_request.refresh_from_db()
+        if change_request.status == "pending":
+            change_requests.change_request_approve(approver=approver, change_request=change_request)
+    change_requests.change_request_apply(change_request_id=change_request.pk)
+    return job
+
+
+def run() -> dict:
+    from management_api.auth import api_key_create
+    from management_api.services import project_ensure
+
+    from experiments_app import gateway
+    from experiments_app.bulk import services
+    from experiments_app.bulk.models import ItemStatus
+    from experiments_app.users import user_create
+
+    project_ensure(project_id=PROJECT_ID, name="Bench project")
+    _, raw_key = api_key_create(name="bench", project_ids=[PROJECT_ID])
+    counter = CallCounter()
+    gateway_log = logging.getLogger("experiments_app.gateway")
+    gateway_log.addHandler(counter)
+    gateway_log.setLevel(logging.INFO)
+    gateway_log.propagate = False
+    server, base_url = start_upstream()
+    settings.UPSTREAM_BASE_URL = base_url
+    settings.UPSTREAM_API_KEY = raw_key
+    settings.UPSTREAM_PROJECT_ID = PROJECT_ID
+    gateway.reset_client()
+
+    editor = user_create(username="bench-editor", role="Editor", password="x", validate=False)
+    approvers = [user_create(username=f"bench-approver-{n}", role="Approver", password="x", validate=False)
+                 for n in range(2)]
+    results = {}
+
+    # --- 1. The sweep, the portal's way ---------------------------------------------------
+    seed("sweep", SWEEP_EXPERIMENTS, lambda n, key: LEAVERS + [f"stay-{n}-{key}"])
+    job = portal_job(requester=editor, approvers=approvers, kind="sweep", ids=LEAVERS, sweep_filter="all")
+    counter.reset()
+    started, cpu_started = time.perf_counter(), time.process_time()
+    outcome = services.bulk_job_run(job_id=job.pk)
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    job.refresh_from_db()
+    calls = sum(counter.statuses.values())
+    results["portal"] = {"calls": calls, "elapsed": elapsed, "cpu": cpu, "s429": counter.statuses[429], "outcome": outcome,
+                         "verified": job.verified, "applied": job.items.filter(status=ItemStatus.APPLIED).count()}
+
+    # --- 1b. The same sweep, naively --------------------------------------------------------
+    naive_targets = seed("naive", SWEEP_EXPERIMENTS, lambda n, key: LEAVERS + [f"stay-{n}-{key}"])
+    time.sleep(1.1)  # a fresh one-second window upstream
+    counter.reset()
+    started = time.perf_counter()
+    statuses = naive_sweep(base_url, raw_key, [experiment_id for experiment_id, _ in naive_targets])
+    elapsed = time.perf_counter() - started
+    results["naive"] = {"calls": sum(statuses.values()), "elapsed": elapsed, "s429": statuses[429]}
+
+    # --- 2. Memory of a 50,000-id job -----------------------------------------------------
+    # A sweep of 50,000 ids (say, an erasure request) over 25 experiments whose control
+    # variants hold 2,000 of them each: a 50,000-item ledger, 500 bulk deletes.
+    everyone = [f"erase-{i:05d}" for i in range(MEMORY_VARIANTS * MEMORY_IDS_PER_VARIANT)]
+    seed("memory", MEMORY_VARIANTS, lambda n, key: everyone[n * MEMORY_IDS_PER_VARIANT:(n + 1) * MEMORY_IDS_PER_VARIANT]
+         if key == "control" else [], tags=["erasure"])
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    tracemalloc.start()
+    job = portal_job(requester=editor, approvers=approvers, kind="sweep", ids=everyone, sweep_filter="tag",
+                     sweep_value="erasure")
+    _, create_peak = tracemalloc.get_traced_memory()
+    tracemalloc.reset_peak()
+    started = time.perf_counter()
+    outcome = services.bulk_job_run(job_id=job.pk)
+    elapsed = time.perf_counter() - started
+    _, run_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    job.refresh_from_db()
+    results["memory"] = {"ids": job.items.filter(status=ItemStatus.APPLIED).count(), "elapsed": elapsed,
+                         "create_peak_mb": create_peak / 1024 / 1024, "peak_mb": run_peak / 1024 / 1024,
+                         "rss_before": rss_before, "rss_after": rss_after, "outcome": outcome,
+                         "verified": job.verified}
+    server.terminate()
+    server.wait(15)
+    return results
+
+
+def _end_other_sessions() -> None:
+    """The server's threads leave database sessions open; end them so the test database can go."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+
+def main() -> None:
+    settings.ALLOWED_HOSTS = ["*"]
+    settings.DEBUG = False
+    settings.MANAGEMENT_API_RATE_PER_SECOND = UPSTREAM_LIMIT
+    settings.MANAGEMENT_API_RATE_PER_DAY = 0
+    old_config = setup_databases(verbosity=0, interactive=False) if USE_TEST_DATABASE else None
+    if old_config is None:
+        call_command("migrate", verbosity=0)
+    try:
+        results = run()
+    finally:
+        if old_config is not None:
+            _end_other_sessions()
+            teardown_databases(old_config, verbosity=0)
+        TEMP_DIR.cleanup()
+    print()
+    print(f"Bulk jobs benchmark — {connection.vendor}; embedded API limited to {UPSTREAM_LIMIT} requests/s; "
+          f"portal limiter {settings.UPSTREAM_RATE_PER_SECOND:g}/s, {settings.BULK_WORKER_THREADS} threads")
+    print(f"Sweep: {SWEEP_EXPERIMENTS} experiments x 2 variants, {len(LEAVERS)} ids to remove from each variant")
+    print(f"{'run':<44} {'calls':>6} {'elapsed':>9} {'bound':>8} {'ratio':>6} {'429s':>5}  ok")
+    print("-" * 90)
+    for name, key, goal in (("portal sweep (read, bulk delete, verify)", "portal", True),
+                            ("naive script (delete per variant)", "naive", False)):
+        row = results[key]
+        bound = row["calls"] / UPSTREAM_LIMIT
+        ratio = row["elapsed"] / bound if bound else 0
+        passed = ratio <= RATIO_GOAL and row["s429"] == 0
+        verdict = ("yes" if passed else "NO") if goal else "-"
+        print(f"{name:<44} {row['calls']:>6} {row['elapsed']:>8.2f}s {bound:>7.2f}s {ratio:>6.3f} "
+              f"{row['s429']:>5}  {verdict}")
+    portal = results["portal"]
+    print(f"  portal sweep: job {portal['outcome']}, verified={portal['verified']}, {portal['applied']} ids removed, "
+          f"worker CPU {portal['cpu']:.1f}s ({1000 * portal['cpu'] / max(portal['calls'], 1):.1f} ms a call)")
+    memory = results["memory"]
+    print()
+    print(f"Memory: a {len(LEAVERS) and MEMORY_VARIANTS * MEMORY_IDS_PER_VARIANT:,}-id sweep over {MEMORY_VARIANTS} "
+          f"variants holding {MEMORY_IDS_PER_VARIANT:,} of them each: {memory['ids']:,} removed in "
+          f"{memory['elapsed']:.1f}s, job {memory['outcome']}, verified={memory['verified']}")
+    print(f"  tracemalloc peak, drafting the job (parse-free preview + ledger): {memory['create_peak_mb']:.1f} MB")
+    print(f"  tracemalloc peak, working the ledger (the worker's part): {memory['peak_mb']:.1f} MB "
+          f"(goal < {MEMORY_GOAL_MB} MB: {'yes' if memory['peak_mb'] < MEMORY_GOAL_MB else 'NO'})")
+    print(f"  process peak RSS (the bench process: web side + worker side): {memory['rss_before']:.0f} MB before, "
+          f"{memory['rss_after']:.0f} MB after (goal < {MEMORY_GOAL_MB} MB: "
+          f"{'yes' if memory['rss_after'] < MEMORY_GOAL_MB else 'NO'})")
+
+
+if __name__ == "__main__":
+    main()
