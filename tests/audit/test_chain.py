@@ -149,3 +149,31 @@ def test_django_admin_shows_entries_but_cannot_add_change_or_delete_them(client,
     admin_client.post("/admin/audit/auditentry/", {"action": "delete_selected", "_selected_action": [entry.pk]})
     assert AuditEntry.objects.get(pk=entry.pk).reason == "step 0"
     assert audit_chain_verify().ok
+
+
+@pytest.mark.skipif(not POSTGRES, reason="concurrent transactions need a server database (runs in CI's PostgreSQL pass)")
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_processors_chain_each_entry_once():
+    import threading
+
+    for n in range(300):
+        audit_record(action=actions.BULK_JOB_PROGRESSED, bulk_job_id=1, detail={"n": n})
+    counts, errors = [], []
+
+    def process():
+        try:
+            counts.append(audit_outbox_process(batch_size=40))
+        except Exception as error:  # reported below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=process) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert not errors and sum(counts) == 300
+    assert sorted(AuditEntry.objects.values_list("sequence", flat=True)) == list(range(1, 301))
+    assert audit_chain_verify().ok
