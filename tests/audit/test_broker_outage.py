@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import pytest
 from django.conf import settings
@@ -25,14 +26,15 @@ def shared_env(transactional_db, tmp_path):
            "LOG_LEVEL": "WARNING", "DJANGO_SETTINGS_MODULE": "portal.settings"}
     if connection.vendor == "postgresql":
         db = connection.settings_dict
-        env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        login = quote(db["USER"]) + (f":{quote(db['PASSWORD'])}" if db.get("PASSWORD") else "")
+        env["DATABASE_URL"] = f"postgres://{login}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
     else:
         # The in-memory test database cannot be shared with another process: use a file.
         env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'outage.sqlite3'}"
         subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env,
                        check=True, timeout=120)
-    env["CELERY_BROKER_URL"] = (os.environ.get("REDIS_URL", "").rsplit("/", 1)[0] + "/3") \
-        if os.environ.get("REDIS_URL") else "filesystem://"
+    redis_url = os.environ.get("REDIS_URL")
+    env["CELERY_BROKER_URL"] = urlsplit(redis_url)._replace(path="/3").geturl() if redis_url else "filesystem://"
     if env["CELERY_BROKER_URL"].startswith("redis"):
         import redis
 
