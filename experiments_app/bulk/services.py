@@ -502,6 +502,10 @@ def bulk_job_undo(*, actor, job: BulkJob) -> BulkJob:
     if not applied.exists():
         raise ValidationError("This job applied nothing: there is nothing to undo.")
     client = gateway.get_client()
+    # Read every variant before writing anything: no upstream call inside a transaction.
+    targets = list(job.targets.filter(items__status=ItemStatus.APPLIED).distinct().order_by("position"))
+    present = {target.pk: set(client.list_inclusions(target.experiment_id, target.variant_key))
+               for target in targets}
     ids: dict[str, None] = {}
     with transaction.atomic():
         undo = BulkJob.objects.create(
@@ -509,21 +513,18 @@ def bulk_job_undo(*, actor, job: BulkJob) -> BulkJob:
             reason=f"Undo bulk job #{job.pk}", undo_of=job, ids_text="", id_count=0, fingerprint="",
         )
         totals = {"add": 0, "remove": 0, "already": 0, "absent": 0}
-        position = 0
         calls = 0
-        for target in job.targets.filter(items__status=ItemStatus.APPLIED).distinct().order_by("position"):
+        for position, target in enumerate(targets):
             rows = list(applied.filter(target=target).values_list("user_id", "action"))
-            present = set(client.list_inclusions(target.experiment_id, target.variant_key))
             new_target = BulkTarget.objects.create(job=undo, position=position, experiment_id=target.experiment_id,
                                                    experiment_key=target.experiment_key,
                                                    variant_key=target.variant_key)
-            position += 1
             items = []
             adds = removes = 0
             for user_id, action in rows:
                 ids[user_id] = None
                 reverse = Action.REMOVE if action == Action.ADD else Action.ADD
-                changes = (user_id in present) == (reverse == Action.REMOVE)
+                changes = (user_id in present[target.pk]) == (reverse == Action.REMOVE)
                 note = "" if changes else ("already included" if reverse == Action.ADD else "not included")
                 items.append(BulkJobItem(job=undo, target=new_target, user_id=user_id, action=reverse,
                                          status=ItemStatus.PENDING if changes else ItemStatus.SKIPPED, note=note))
@@ -535,6 +536,7 @@ def bulk_job_undo(*, actor, job: BulkJob) -> BulkJob:
             _bulk_insert(items, BulkJobItem)
             writes = math.ceil(adds / add_chunk_size()) + math.ceil(removes / BULK_DELETE_MAX)
             calls += 2 + writes if writes else 0
+        position = len(targets)
         undo.ids_text = "\n".join(ids)
         undo.id_count = len(ids)
         remaining = gateway.budget_remaining()

@@ -151,3 +151,14 @@ def celery_worker_factory(embedded_upstream, bulk_settings):
 @pytest.fixture
 def celery_worker(celery_worker_factory):
     return celery_worker_factory()
+
+
+@pytest.fixture
+def eager_tasks(embedded_upstream, bulk_settings):
+    """Run queued tasks in the test process as they are queued (for tests that need no worker)."""
+    from portal.celery import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous
