@@ -1,0 +1,143 @@
+"""The bulk-job pages: the form with upload and problems, the preview, progress polling, the
+CSV report and the list."""
+
+import csv
+import io
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from experiments_app.bulk import services
+from experiments_app.bulk.models import BulkJob, JobStatus, Kind
+from tests.bulk.support import ids, include, new_experiment, submit_and_approve
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def experiment(upstream_client):
+    return new_experiment(upstream_client)
+
+
+def _form(experiment_id: str, **fields) -> dict:
+    return {"kind": "add", "experiment": experiment_id, "variant_key": "control", "reason": "QA testers",
+            "sweep_filter": "all", **fields}
+
+
+def test_an_uploaded_csv_becomes_a_draft_with_its_preview(eager_tasks, client, editor, experiment, upstream_client):
+    include(upstream_client, experiment, "control", ["u-2"])
+    client.force_login(editor)
+    upload = SimpleUploadedFile("testers.csv", b"name,user_id\nAnn,u-1\nBob,u-2\nCy,u-3\nAnn,u-1\n", "text/csv")
+    response = client.post(reverse("bulk_job_new"), _form(experiment, ids_file=upload))
+    job = BulkJob.objects.get()
+    assert response.status_code == 302 and response["Location"] == job.get_absolute_url()
+    assert job.ids == ["u-1", "u-2", "u-3"] and job.status == JobStatus.DRAFT
+    page = client.get(job.get_absolute_url()).content.decode()
+    assert 'data-figure="add">2<' in page and 'data-figure="already">1<' in page
+    assert "Submit for review" in page
+
+
+def test_an_experiment_can_be_named_by_key(eager_tasks, client, editor, experiment, upstream_client):
+    client.force_login(editor)
+    key = upstream_client.get_experiment(experiment).key
+    client.post(reverse("bulk_job_new"), _form(key, ids_text="a\nb\n"))
+    assert BulkJob.objects.get().targets.get().experiment_id == experiment
+
+
+def test_problems_are_listed_with_line_numbers_and_nothing_is_created(eager_tasks, client, editor, experiment):
+    client.force_login(editor)
+    response = client.post(reverse("bulk_job_new"), _form(experiment, ids_text="ok\n\nbad\x07\n" + "z" * 300))
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "line 2: is empty" in page and "line 3: contains a control character" in page
+    assert "line 4: is 300 characters long" in page and "nothing was queued" in page
+    assert not BulkJob.objects.exists()
+
+
+def test_non_utf8_upload_is_reported(eager_tasks, client, editor, experiment):
+    client.force_login(editor)
+    upload = SimpleUploadedFile("ids.txt", b"fine\n\xff\xfe\n", "text/plain")
+    page = client.post(reverse("bulk_job_new"), _form(experiment, ids_file=upload)).content.decode()
+    assert "line 2: is not valid UTF-8" in page
+    assert not BulkJob.objects.exists()
+
+
+def test_a_job_over_the_cap_is_refused_on_the_form_with_the_numbers(eager_tasks, client, editor, experiment,
+                                                                    upstream_client):
+    include(upstream_client, experiment, "control", ids("held", 1990))
+    client.force_login(editor)
+    response = client.post(reverse("bulk_job_new"), _form(experiment, ids_text="\n".join(ids("new", 20))),
+                           headers={"HX-Request": "true"})
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "Refused" in page and "holds 1990 ids; adding 20 would make 2010" in page
+    assert not BulkJob.objects.exists()
+
+
+def test_viewers_cannot_open_the_form(client, viewer):
+    client.force_login(viewer)
+    assert client.get(reverse("bulk_job_new")).status_code == 403
+    assert client.get(reverse("bulk_jobs")).status_code == 200
+
+
+def test_progress_polls_while_active_and_answers_286_when_finished(eager_tasks, client, editor, approver,
+                                                                   experiment):
+    job, _ = services.bulk_job_create(requester=editor, kind=Kind.ADD, ids=ids("p", 80), title="", reason="x",
+                                      experiment_id=experiment, variant_key="control")
+    client.force_login(editor)
+    url = reverse("bulk_job_progress", args=[job.pk])
+    BulkJob.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING)
+    running = client.get(url, headers={"HX-Request": "true"})
+    assert running.status_code == 200 and 'hx-trigger="every 1s"' in running.content.decode()
+    BulkJob.objects.filter(pk=job.pk).update(status=JobStatus.DRAFT)
+    submit_and_approve(job, requester=editor, approvers=[approver])
+    finished = client.get(url, headers={"HX-Request": "true"})
+    page = finished.content.decode()
+    assert finished.status_code == 286
+    assert "hx-trigger" not in page and 'data-figure="percent">100%' in page and "Verified" in page
+
+
+def test_the_report_is_the_ledger_as_csv(eager_tasks, client, editor, approver, experiment, upstream_client):
+    include(upstream_client, experiment, "control", ["=cmd"])
+    job, _ = services.bulk_job_create(requester=editor, kind=Kind.ADD, ids=["=cmd", "a", "b"], title="",
+                                      reason="x", experiment_id=experiment, variant_key="control")
+    submit_and_approve(job, requester=editor, approvers=[approver])
+    client.force_login(editor)
+    response = client.get(reverse("bulk_job_report", args=[job.pk]))
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert response["Content-Type"].startswith("text/csv")
+    assert rows[0] == ["experiment_id", "experiment_key", "variant", "user_id", "action", "status", "note"]
+    assert sorted((r[3], r[5]) for r in rows[1:]) == [("'=cmd", "skipped"), ("a", "applied"), ("b", "applied")]
+
+
+def test_the_list_shows_jobs_with_their_progress(eager_tasks, client, editor, viewer, experiment):
+    services.bulk_job_create(requester=editor, kind=Kind.ADD, ids=["a"], title="Pin the CEO", reason="x",
+                             experiment_id=experiment, variant_key="control")
+    client.force_login(viewer)
+    page = client.get(reverse("bulk_jobs")).content.decode()
+    assert "Pin the CEO" in page and "Draft (preview)" in page and "0 / 1" in page
+
+
+def test_submit_cancel_and_undo_buttons_work_from_the_page(eager_tasks, client, editor, approver, experiment,
+                                                           upstream_client):
+    job, _ = services.bulk_job_create(requester=editor, kind=Kind.ADD, ids=ids("s", 60), title="", reason="x",
+                                      experiment_id=experiment, variant_key="control")
+    client.force_login(editor)
+    client.post(reverse("bulk_job_submit", args=[job.pk]))
+    job.refresh_from_db()
+    assert job.status == JobStatus.REVIEW and job.change_request.required_approvals == 1
+    client.post(reverse("bulk_job_cancel", args=[job.pk]))
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELLED and job.change_request.status == "cancelled"
+
+    done, _ = services.bulk_job_create(requester=editor, kind=Kind.ADD, ids=ids("d", 3), title="", reason="x",
+                                       experiment_id=experiment, variant_key="control")
+    client.post(reverse("bulk_job_submit", args=[done.pk]))
+    done.refresh_from_db()
+    assert done.status == JobStatus.SUCCEEDED
+    response = client.post(reverse("bulk_job_undo", args=[done.pk]))
+    undo = BulkJob.objects.get(undo_of=done)
+    assert response["Location"] == undo.get_absolute_url()
+    client.post(reverse("bulk_job_submit", args=[undo.pk]))
+    assert upstream_client.list_inclusions(experiment, "control") == []
