@@ -4,7 +4,7 @@ from playwright.sync_api import expect
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-def test_editor_logs_in_sees_navigation_and_logs_out(page, live_server, editor, login):
+def test_editor_logs_in_sees_navigation_and_logs_out(page, live_server, editor, login, embedded_upstream):
     console_errors = []
     page.on("console", lambda msg: msg.type == "error" and console_errors.append(msg.text))
 
