@@ -1,10 +1,8 @@
-"""Fixtures for bulk jobs: a real Celery worker in a subprocess, sharing the test database and
-the broker with the test process, and talking to the embedded upstream on the live server.
-
-On SQLite the test database must be a file for a second process to see it: importing this
-module (which pytest does while collecting, before any database is set up) points the
-session's SQLite test database at a temporary file. On PostgreSQL the worker simply connects
-to the test database by name.
+"""Fixtures for bulk jobs: real Celery workers in subprocesses (which a test can SIGKILL and
+replace), sharing the test database (a file on SQLite, see tests/conftest.py) and the broker
+with the test process, and talking to the embedded upstream on the live server. Unlike the
+suite-wide ``celery_worker``, these workers send the tasks they queue themselves (a bulk job
+queued by the change-request apply task) to their own queue too.
 """
 
 import os
@@ -17,21 +15,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_READY_SECONDS = 30
-
-
-def _sqlite_test_database_on_disk() -> None:
-    database = django_settings.DATABASES["default"]
-    if database["ENGINE"] == "django.db.backends.sqlite3":
-        test = database.setdefault("TEST", {})
-        if not test.get("NAME") or test["NAME"] == ":memory:":
-            test["NAME"] = str(Path(tempfile.gettempdir()) / f"portal-tests-{os.getpid()}.sqlite3")
-
-
-_sqlite_test_database_on_disk()
 
 
 def _database_url() -> str:
@@ -111,7 +97,7 @@ def bulk_settings(settings):
 
 
 @pytest.fixture
-def celery_worker_factory(embedded_upstream, bulk_settings):
+def bulk_worker_factory(embedded_upstream, bulk_settings):
     """Make (and afterwards stop) workers that share the test database, broker and upstream;
     every task the test process queues goes to their queue."""
     from portal.celery import app
@@ -149,8 +135,8 @@ def celery_worker_factory(embedded_upstream, bulk_settings):
 
 
 @pytest.fixture
-def celery_worker(celery_worker_factory):
-    return celery_worker_factory()
+def bulk_worker(bulk_worker_factory):
+    return bulk_worker_factory()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_a_cancelled_job_stops_and_its_undo_restores_the_variant_exactly(
-        celery_worker, upstream_client, settings, editor, approver):
+        bulk_worker, upstream_client, settings, editor, approver):
     client = upstream_client
     experiment = new_experiment(client)
     original = ids("keep", 20) + ids("old", 30)
@@ -43,7 +43,7 @@ def test_a_cancelled_job_stops_and_its_undo_restores_the_variant_exactly(
     assert sorted(client.list_inclusions(experiment, "control")) == sorted(original)  # "old" ids were never applied
 
 
-def test_undo_of_a_sweep_puts_back_exactly_the_removed_ids(celery_worker, upstream_client, editor, approver,
+def test_undo_of_a_sweep_puts_back_exactly_the_removed_ids(bulk_worker, upstream_client, editor, approver,
                                                            make_user):
     client = upstream_client
     second = make_user("bea-approver", "Approver")

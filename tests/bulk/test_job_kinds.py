@@ -16,7 +16,7 @@ def second_approver(make_user):
     return make_user("bea-approver", "Approver")
 
 
-def test_add_remove_replace_and_copy_end_exactly_as_expected(celery_worker, upstream_client, editor, approver):
+def test_add_remove_replace_and_copy_end_exactly_as_expected(bulk_worker, upstream_client, editor, approver):
     client = upstream_client
     experiment = new_experiment(client)
     other = new_experiment(client)
@@ -57,7 +57,7 @@ def test_add_remove_replace_and_copy_end_exactly_as_expected(celery_worker, upst
         assert job.change_request.status == RequestStatus.APPLIED
 
 
-def test_sweep_removes_ids_from_every_variant_of_matching_experiments(celery_worker, upstream_client, editor,
+def test_sweep_removes_ids_from_every_variant_of_matching_experiments(bulk_worker, upstream_client, editor,
                                                                      approver, second_approver):
     client = upstream_client
     leaving = ids("leaver", 3)

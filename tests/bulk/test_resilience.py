@@ -18,7 +18,7 @@ def _applied(job: BulkJob) -> int:
 
 
 def test_job_killed_mid_way_completes_after_restart_with_nothing_lost_or_sent_twice(
-        celery_worker_factory, upstream_client, settings, editor, approver):
+        bulk_worker_factory, upstream_client, settings, editor, approver):
     client = upstream_client
     experiment = new_experiment(client)
     include(client, experiment, "control", ids("before", 10))
@@ -27,7 +27,7 @@ def test_job_killed_mid_way_completes_after_restart_with_nothing_lost_or_sent_tw
     job, _ = services.bulk_job_create(requester=editor, kind=Kind.ADD, ids=wanted, title="", reason="big cohort",
                                       experiment_id=experiment, variant_key="control")
     settings.MANAGEMENT_API_FAULTS = "latency=1:0.08"  # each upstream call takes 80 ms or more
-    first = celery_worker_factory(BULK_STALE_SECONDS=2)
+    first = bulk_worker_factory(BULK_STALE_SECONDS=2)
     submit_and_approve(job, requester=editor, approvers=[approver])
     wait_until(lambda: _applied(job) >= 400, timeout=60, what="a few chunks applied")
     first.kill()
@@ -38,7 +38,7 @@ def test_job_killed_mid_way_completes_after_restart_with_nothing_lost_or_sent_tw
 
     assert services.bulk_jobs_requeue_stale(stale_seconds=30) == []  # a fresh heartbeat is left alone
 
-    celery_worker_factory(BULK_STALE_SECONDS=2)
+    bulk_worker_factory(BULK_STALE_SECONDS=2)
     wait_until(lambda: timezone.now() - job.heartbeat_at > timedelta(seconds=2.1), timeout=10,
                what="the dead worker's heartbeat to go stale")
     assert services.bulk_jobs_requeue_stale(stale_seconds=2) == [job.pk]
@@ -57,7 +57,7 @@ def test_job_killed_mid_way_completes_after_restart_with_nothing_lost_or_sent_tw
     assert len(client.list_versions(experiment)) - versions_before == 20
 
 
-def test_jobs_finish_exactly_through_429s_503s_and_dropped_connections(celery_worker, upstream_client, settings,
+def test_jobs_finish_exactly_through_429s_503s_and_dropped_connections(bulk_worker, upstream_client, settings,
                                                                        editor, approver, make_user):
     client = upstream_client
     second_approver = make_user("bea-approver", "Approver")
