@@ -7,10 +7,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
 
-from experiments_app import gateway, roles
+from experiments_app import change_requests, gateway, roles
 from experiments_app.bulk import selectors, services
 from experiments_app.bulk.forms import BulkJobForm
 from experiments_app.bulk.models import BulkJob, JobStatus, Kind
+from experiments_app.models import Tier
 from experiments_app.permissions import require_permission
 
 NEW = "bulk/job_new.html"
@@ -81,6 +82,7 @@ def _detail_context(request, job: BulkJob) -> dict:
         "status_label": selectors.status_label(job),
         "progress": progress,
         "preview": job.preview,
+        "tier": _tier_text(job),
         "targets": job.targets.all()[:50],
         "target_count": job.targets.count(),
         "failed_items": selectors.bulk_job_failed_items(job) if progress.failed else [],
@@ -94,6 +96,15 @@ def _detail_context(request, job: BulkJob) -> dict:
         or (job.status == JobStatus.REVIEW and job.change_request and job.change_request.status in ("approved",
                                                                                                   "applying")),
     }
+
+
+def _tier_text(job: BulkJob) -> str:
+    tier = job.change_request.tier if job.change_request else job.preview.get("tier")
+    if not tier:
+        return ""
+    approvals = job.change_request.required_approvals if job.change_request \
+        else change_requests.policy_for(tier).required_approvals
+    return f"{Tier(tier).label} — {approvals} approval{'s' if approvals != 1 else ''} needed"
 
 
 @require_GET
