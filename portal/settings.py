@@ -195,10 +195,12 @@ BULK_MAX_IDS = env_int("BULK_MAX_IDS", 50_000, minimum=1)
 BULK_SMALL_MAX_IDS = env_int("BULK_SMALL_MAX_IDS", 50, minimum=0)
 BULK_ADD_CHUNK_SIZE = env_int("BULK_ADD_CHUNK_SIZE", 100, minimum=1)
 BULK_WORKER_THREADS = env_int("BULK_WORKER_THREADS", 4, minimum=1)
-BULK_STALE_SECONDS = env_float("BULK_STALE_SECONDS", 45.0, minimum=1.0)
+# A job whose worker stopped renewing its lease this long ago is queued again (beat checks every
+# 15 s, so a killed worker's job is picked up again within 45 s).
+BULK_STALE_SECONDS = env_float("BULK_STALE_SECONDS", 30.0, minimum=1.0)
 BULK_TRANSIENT_RETRIES = env_int("BULK_TRANSIENT_RETRIES", 5, minimum=0)
 CELERY_BEAT_SCHEDULE["bulk-requeue-stale"] = {"task": "experiments_app.bulk.tasks.requeue_stale_bulk_jobs",
-                                              "schedule": 20.0}
+                                              "schedule": 15.0}
 
 # --- Auth ------------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [

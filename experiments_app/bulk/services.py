@@ -17,8 +17,8 @@ The life of a job
    ledger target by target (a few targets at a time in threads, all inside the gateway's
    shared rate budget): re-read the variant once before its first write, then chunks of
    pending ids -- removals first (bulk delete by value, at most 100 ids a call), then adds --
-   each chunk marked applied in one UPDATE after its call succeeded, the heartbeat renewed and
-   cancellation checked after each chunk. Both upstream calls are idempotent (set semantics,
+   each chunk marked applied in one UPDATE after its call succeeded. A heartbeat thread renews
+   the lease every second and flags a cancel, which the chunk loop obeys before the next call. Both upstream calls are idempotent (set semantics,
    removal by value), so a chunk re-sent after a crash between the call and the UPDATE changes
    nothing twice.
 5. A worker killed mid-job stops renewing the heartbeat; beat's ``bulk_jobs_requeue_stale``
@@ -36,7 +36,6 @@ import json
 import logging
 import math
 import threading
-import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -618,6 +617,14 @@ def bulk_job_run(*, job_id: int) -> str:
         return _finish(job, owner, error="The job's ids or targets no longer match what was approved; "
                                          "nothing was sent.")
     runner = _Runner(job, owner)
+    runner.start_heartbeat()
+    try:
+        return _work_and_verify(runner, job, owner)
+    finally:
+        runner.stop_heartbeat()
+
+
+def _work_and_verify(runner: "_Runner", job: BulkJob, owner: str) -> str:
     try:
         runner.work()
     except _Stop:
@@ -638,7 +645,7 @@ def bulk_job_run(*, job_id: int) -> str:
     return _finish(job, owner)
 
 
-HEARTBEAT_SECONDS = 1.0  # how often a working job renews its lease (and checks for a cancel)
+HEARTBEAT_SECONDS = 1.0  # how often a working job renews its lease and learns of a cancel
 
 
 def _batches(rows: list, size: int):
@@ -653,31 +660,41 @@ class _Runner:
         self.cancelled = False
         self.lease_lost = False
         self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._last_beat = 0.0
+        self._done = threading.Event()
         self.client = gateway.get_client()
         self.retries = int(_setting("BULK_TRANSIENT_RETRIES", 5))
 
-    def beat(self) -> None:
-        """Renew the lease (at most once a HEARTBEAT_SECONDS across threads) and stop if the job
-        was cancelled or another worker took it over: one UPDATE that matches only while this
-        worker holds the lease and nobody asked to cancel."""
-        if self._stop.is_set():
-            raise _Stop()
-        with self._lock:
-            now = time.monotonic()
-            if now - self._last_beat < HEARTBEAT_SECONDS:
-                return
-            self._last_beat = now
-            alive = BulkJob.objects.filter(pk=self.job.pk, lease_owner=self.owner, cancel_requested=False) \
-                .update(heartbeat_at=_now())
-            if not alive:
+    # The lease is renewed by a thread of its own, once a HEARTBEAT_SECONDS, however long an
+    # upstream call takes (the gateway may spend UPSTREAM_MAX_RETRY_SECONDS on one): a live
+    # worker never looks stale, a killed one stops beating at once. The renewal is one UPDATE
+    # that matches only while this worker holds the lease and nobody asked to cancel.
+    def start_heartbeat(self) -> None:
+        self._heart = threading.Thread(target=self._heartbeat, name=f"bulk-{self.job.pk}-heartbeat", daemon=True)
+        self._heart.start()
+
+    def stop_heartbeat(self) -> None:
+        self._done.set()
+        self._heart.join()
+
+    def _heartbeat(self) -> None:
+        try:
+            while not self._done.wait(HEARTBEAT_SECONDS):
+                alive = BulkJob.objects.filter(pk=self.job.pk, lease_owner=self.owner, cancel_requested=False) \
+                    .update(heartbeat_at=_now())
+                if alive:
+                    continue
                 row = BulkJob.objects.filter(pk=self.job.pk).values("lease_owner", "cancel_requested").first()
                 if row and row["lease_owner"] == self.owner and row["cancel_requested"]:
                     self.cancelled = True
                 else:
                     self.lease_lost = True
                 self._stop.set()
+                return
+        finally:
+            connection.close()
+
+    def beat(self) -> None:
+        """Called between upstream calls: stop here if the job was cancelled or taken over."""
         if self._stop.is_set():
             raise _Stop()
 
@@ -735,11 +752,8 @@ class _Runner:
                 if attempt > self.retries:
                     raise _Transient(error.message) from None
                 logger.warning("bulk job %s: upstream failed (%s); trying again", self.job.pk, error.message)
-                pause = min(10.0, 0.5 * 2 ** attempt)
-                while pause > 0:
-                    self.beat()
-                    time.sleep(min(pause, HEARTBEAT_SECONDS))
-                    pause -= HEARTBEAT_SECONDS
+                if self._stop.wait(min(10.0, 0.5 * 2 ** attempt)):
+                    raise _Stop()
 
     def _work_target(self, target_id: int) -> None:
         target = BulkTarget.objects.get(pk=target_id)

@@ -88,7 +88,7 @@ class Worker:
 
 @pytest.fixture
 def bulk_settings(settings):
-    settings.BULK_STALE_SECONDS = 45.0
+    settings.BULK_STALE_SECONDS = 30.0
     settings.BULK_WORKER_THREADS = 4
     settings.BULK_ADD_CHUNK_SIZE = 100
     settings.MANAGEMENT_API_FAULTS = ""
