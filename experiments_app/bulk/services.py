@@ -206,8 +206,12 @@ def _plan_target(experiment_id: str, experiment_key: str, variant_key: str, curr
 
 
 def _matching_experiments(sweep_filter: str, sweep_value: str) -> list[gateway.Experiment]:
+    client = gateway.get_client()
+    if sweep_filter == SweepFilter.DEPLOYMENT:  # a deployment may be named by id, label or key
+        sweep_value = next((d.id for d in client.list_deployments() if sweep_value in (d.id, d.label, d.key)),
+                           sweep_value)
     found = []
-    for experiment in gateway.get_client().iter_experiments():
+    for experiment in client.iter_experiments():
         if sweep_filter == SweepFilter.TAG and sweep_value not in experiment.tags:
             continue
         if sweep_filter == SweepFilter.DEPLOYMENT and sweep_value not in experiment.deployments:

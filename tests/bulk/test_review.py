@@ -165,3 +165,16 @@ def test_submit_and_approve_helper_runs_a_large_job_eagerly(eager_tasks, upstrea
                                       experiment_id=experiment, variant_key="control")
     job = submit_and_approve(job, requester=editor, approvers=[approver])
     assert job.status == JobStatus.SUCCEEDED and job.verified
+
+
+def test_a_sweep_by_deployment_takes_its_label_and_reaches_only_its_experiments(eager_tasks, upstream_client,
+                                                                                 editor):
+    deployment = upstream_client.create_deployment(label="ios-app")
+    inside, outside = new_experiment(upstream_client), new_experiment(upstream_client)
+    upstream_client.add_deployments(inside, [deployment.id])
+    for experiment in (inside, outside):
+        include(upstream_client, experiment, "control", ["leaver"])
+    job, preview = services.bulk_job_create(requester=editor, kind=Kind.SWEEP, ids=["leaver"], title="",
+                                            reason="offboarding", sweep_filter="deployment", sweep_value="ios-app")
+    assert {t.experiment_id for t in preview.targets} == {inside}
+    assert job.preview["remove"] == 1
