@@ -640,12 +640,6 @@ def _work_and_verify(runner: "_Runner", job: BulkJob, owner: str) -> str:
         return "lease-lost"
     if runner.cancelled:
         return _finish(job, owner, cancelled=True)
-    try:
-        runner.verify()
-    except _Stop:
-        return "lease-lost" if runner.lease_lost else _finish(job, owner, cancelled=True)
-    except _Transient as error:
-        return _finish(job, owner, error=f"Could not read the variants back to verify: {error}")
     return _finish(job, owner)
 
 
@@ -702,28 +696,27 @@ class _Runner:
         if self._stop.is_set():
             raise _Stop()
 
-    def _targets_to_work(self) -> list[int]:
-        return list(self.job.targets.filter(Q(refreshed_at__isnull=True) | Q(items__status=ItemStatus.PENDING))
-                    .distinct().order_by("position").values_list("pk", flat=True))
+    def _targets_to_work(self) -> list[BulkTarget]:
+        return list(self.job.targets.filter(finished_at__isnull=True).order_by("position"))
 
-    def _parallel(self, function, target_ids: list[int]) -> None:
+    def _parallel(self, function, targets: list[BulkTarget]) -> None:
         threads = max(1, int(_setting("BULK_WORKER_THREADS", 4)))
-        if threads == 1 or len(target_ids) <= 1:
-            for target_id in target_ids:
-                function(target_id)
+        if threads == 1 or len(targets) <= 1:
+            for target in targets:
+                function(target)
             return
         errors: list[BaseException] = []
-        ids = iter(target_ids)
-        ids_lock = threading.Lock()
+        queue = iter(targets)
+        queue_lock = threading.Lock()
 
         def drain() -> None:
             try:
                 while not self._stop.is_set():
-                    with ids_lock:
-                        target_id = next(ids, None)
-                    if target_id is None:
+                    with queue_lock:
+                        target = next(queue, None)
+                    if target is None:
                         return
-                    function(target_id)
+                    function(target)
             except BaseException as error:  # noqa: BLE001 - handed back to the calling thread
                 self._stop.set()
                 errors.append(error)
@@ -759,13 +752,15 @@ class _Runner:
                 if self._stop.wait(min(10.0, 0.5 * 2 ** attempt)):
                     raise _Stop()
 
-    def _work_target(self, target_id: int) -> None:
-        target = BulkTarget.objects.get(pk=target_id)
+    def _work_target(self, target: BulkTarget) -> None:
+        """Refresh, write and read back one variant, then close it (finished, verified, audited)
+        in one transaction. A target left unfinished is simply worked again on resume."""
         correlation = f"bulk-{self.job.pk}-{target.position}"
         with gateway.correlation(correlation), gateway.recording() as calls:
             self.beat()
             rows = list(BulkJobItem.objects.filter(target=target, status__in=[ItemStatus.PENDING, ItemStatus.SKIPPED])
                         .values_list("id", "user_id", "action", "status"))
+            verified, detail = None, {}
             try:
                 if target.refreshed_at is None:
                     rows = self._refresh(target, rows)
@@ -773,16 +768,19 @@ class _Runner:
                            if status == ItemStatus.PENDING]
                 for action in (Action.REMOVE, Action.ADD):  # removals first: a replace never passes the cap
                     self._work_action(target, action, [(pk, u) for pk, u, a in pending if a == action])
+                verified, detail = self._verify(target)
             except gateway.NotFound as error:
                 BulkJobItem.objects.filter(target=target, status=ItemStatus.PENDING) \
                     .update(status=ItemStatus.FAILED, note=f"Not found upstream: {error.message}"[:300])
+                verified, detail = False, {"error": error.message}
             with transaction.atomic():
-                BulkTarget.objects.filter(pk=target.pk).update(finished_at=_now())
+                BulkTarget.objects.filter(pk=target.pk).update(finished_at=_now(), verified=verified,
+                                                               verify_detail=detail)
                 counts = dict(target.items.values_list("status").annotate(n=Count("id")).order_by())
                 audit_record(action=actions.BULK_JOB_PROGRESSED, actor="system:bulk", bulk_job_id=self.job.pk,
                              experiment_id=target.experiment_id, experiment_key=target.experiment_key,
                              correlation_id=correlation, upstream_calls=calls,
-                             detail={"variant": target.variant_key, "counts": counts})
+                             detail={"variant": target.variant_key, "counts": counts, "verified": verified})
 
     def _work_action(self, target: BulkTarget, action: str, pending: list[tuple[int, str]]) -> None:
         size = add_chunk_size() if action == Action.ADD else BULK_DELETE_MAX
@@ -846,30 +844,17 @@ class _Runner:
                         .values_list("id", "user_id", "action", "status"))
         return updated
 
-    def verify(self) -> None:
-        targets = self.job.targets.filter(verified__isnull=True)
-        if self.job.kind != Kind.REPLACE:
-            targets = targets.filter(items__status=ItemStatus.APPLIED).distinct()
-        self._parallel(self._verify_target, list(targets.values_list("pk", flat=True)))
-
-    def _verify_target(self, target_id: int) -> None:
+    def _verify(self, target: BulkTarget) -> tuple[bool | None, dict]:
+        """Read the variant back: applied adds must be there, applied removals gone, and a replace
+        must hold exactly its list. (None: the job applied nothing here and checks nothing.)"""
+        applied = list(target.items.filter(status=ItemStatus.APPLIED).values_list("user_id", "action"))
+        if not applied and self.job.kind != Kind.REPLACE:
+            return None, {}
         self.beat()
-        target = BulkTarget.objects.get(pk=target_id)
-        with gateway.correlation(f"bulk-{self.job.pk}-{target.position}-verify"):
-            try:
-                current = self._with_retries(
-                    lambda: self.client.list_inclusions(target.experiment_id, target.variant_key))
-            except gateway.NotFound as error:
-                BulkTarget.objects.filter(pk=target.pk).update(verified=False,
-                                                               verify_detail={"error": error.message})
-                return
+        current = self._with_retries(lambda: self.client.list_inclusions(target.experiment_id, target.variant_key))
         present = set(current)
-        missing, lingering = [], []
-        for user_id, action in target.items.filter(status=ItemStatus.APPLIED).values_list("user_id", "action"):
-            if action == Action.ADD and user_id not in present:
-                missing.append(user_id)
-            elif action == Action.REMOVE and user_id in present:
-                lingering.append(user_id)
+        missing = [u for u, action in applied if action == Action.ADD and u not in present]
+        lingering = [u for u, action in applied if action == Action.REMOVE and u in present]
         detail = {"holds": len(current), "missing": len(missing), "lingering": len(lingering),
                   "sample_missing": missing[:SAMPLE], "sample_lingering": lingering[:SAMPLE]}
         ok = not (missing or lingering)
@@ -881,7 +866,7 @@ class _Runner:
             lacking = [u for u in wanted - present if u not in failed_adds]
             detail.update(unexpected=len(unexpected), lacking=len(lacking), sample_unexpected=unexpected[:SAMPLE])
             ok = ok and not (unexpected or lacking)
-        BulkTarget.objects.filter(pk=target.pk).update(verified=ok, verify_detail=detail)
+        return ok, detail
 
 
 def _finish(job: BulkJob, owner: str, *, cancelled: bool = False, error: str = "") -> str:
