@@ -92,9 +92,11 @@ def _detail_context(request, job: BulkJob) -> dict:
             and (request.user == job.requester or request.user.has_perm(roles.APPROVE))),
         "can_undo": job.is_finished and request.user.has_perm(roles.REQUEST) and progress.applied > 0,
         "undo_jobs": job.undo_jobs.all(),
-        "polling": job.status in (JobStatus.QUEUED, JobStatus.RUNNING)
-        or (job.status == JobStatus.REVIEW and job.change_request and job.change_request.status in ("approved",
-                                                                                                  "applying")),
+        # Poll every second while a worker is on it; every 5 s while in review, so that a page left
+        # open starts moving once the last approval comes in.
+        "polling": job.status in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.REVIEW)
+        and not (job.status == JobStatus.REVIEW and selectors.status_label(job) in selectors.REVIEW_OUTCOMES.values()),
+        "poll_every": "5s" if job.status == JobStatus.REVIEW else "1s",
     }
 
 

@@ -8,8 +8,9 @@ import pytest
 from playwright.sync_api import expect
 
 from experiments_app.bulk.models import BulkJob, JobStatus
+from experiments_app.models import ChangeRequest
 from tests.bulk.conftest import bulk_settings, bulk_worker, bulk_worker_factory  # noqa: F401 (fixtures)
-from tests.bulk.support import ids, include, new_experiment
+from tests.bulk.support import ids, include, new_experiment, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -42,6 +43,7 @@ def test_csv_upload_preview_approval_and_progress_to_100_percent(page, live_serv
     expect(preview.locator('[data-figure="calls"]')).to_have_text("5")
     page.get_by_role("button", name="Submit for review").click()
     expect(page.locator(".job-status")).to_have_text("In review")
+    job.refresh_from_db()
     expect(page.get_by_text("needs 1 approval(s) before it runs")).to_be_visible()
 
     page.get_by_role("button", name="Log out").click()
@@ -49,6 +51,8 @@ def test_csv_upload_preview_approval_and_progress_to_100_percent(page, live_serv
     page.goto(f"{live_server.url}{job.get_absolute_url()}")
     page.get_by_role("link", name=f"#{BulkJob.objects.get().change_request_id}").click()
     page.get_by_role("button", name="Approve").click()
+    wait_until(lambda: ChangeRequest.objects.get(pk=job.change_request_id).status != "pending", timeout=20,
+               what="the approval to land")
 
     page.goto(f"{live_server.url}{job.get_absolute_url()}")
     bar = page.locator("#bulk-status progress")
