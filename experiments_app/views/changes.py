@@ -294,8 +294,6 @@ def _act(request, pk: int, action):
     change_request = _load(pk)
     try:
         action(change_request)
-    except PermissionDenied:
-        raise
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
     except gateway.UpstreamError as error:
