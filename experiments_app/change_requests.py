@@ -33,12 +33,18 @@ logger = logging.getLogger(__name__)
 
 # kind -> callable(change_request) for requests that are not a plain plan (bulk jobs); the
 # executor takes over from "applying" and must end in change_request_mark_applied/_failed.
+# The closer (optional) hears, inside the same transaction, that such a request left review
+# without being applied: rejected, cancelled or expired.
 EXECUTORS: dict[str, Callable[[ChangeRequest], None]] = {}
+CLOSERS: dict[str, Callable[[ChangeRequest], None]] = {}
 _BULK_TIERS = {Tier.BULK_SMALL, Tier.BULK_LARGE, Tier.BULK_SWEEP}
 
 
-def register_executor(kind: str, executor: Callable[[ChangeRequest], None]) -> None:
+def register_executor(kind: str, executor: Callable[[ChangeRequest], None], *,
+                      closer: Callable[[ChangeRequest], None] | None = None) -> None:
     EXECUTORS[kind] = executor
+    if closer is not None:
+        CLOSERS[kind] = closer
 
 
 def policy_for(tier: str) -> Policy:
@@ -70,6 +76,8 @@ def _set_status(change_request: ChangeRequest, status: str, *, actor=None, note:
     change_request.status = status
     change_request.save(update_fields=["status", "updated_at"])
     StatusChange.objects.create(change_request=change_request, status=status, actor=actor, note=note)
+    if status in (Status.REJECTED, Status.CANCELLED, Status.EXPIRED) and change_request.kind in CLOSERS:
+        CLOSERS[change_request.kind](change_request)
 
 
 def _audit(change_request: ChangeRequest, action: str, *, actor, reason: str = "", **extra) -> None:

@@ -7,16 +7,12 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
 from django.utils import timezone
 
-from experiments_app.bulk.models import BulkJob, BulkJobItem, ItemStatus, JobStatus
+from experiments_app.bulk.models import BulkJob, BulkJobItem, BulkTarget, ItemStatus, JobStatus
 from experiments_app.bulk.services import progress_counts
 from experiments_app.models import Status as RequestStatus
-
-REVIEW_OUTCOMES = {RequestStatus.REJECTED: "Rejected", RequestStatus.EXPIRED: "Expired",
-                   RequestStatus.CANCELLED: "Cancelled", RequestStatus.CONFLICT: "Conflict"}
-
 
 def bulk_job_list(*, mine_of=None) -> QuerySet[BulkJob]:
     jobs = BulkJob.objects.select_related("requester", "change_request").order_by("-created_at", "-id")
@@ -30,13 +26,10 @@ def bulk_job_get(job_id: int) -> BulkJob:
 
 
 def status_label(job: BulkJob) -> str:
-    """The job's status as people read it (a job in review shows how its review ended)."""
-    if job.status == JobStatus.REVIEW and job.change_request_id:
-        outcome = REVIEW_OUTCOMES.get(job.change_request.status)
-        if outcome:
-            return outcome
-        if job.change_request.status == RequestStatus.APPROVED:
-            return "Approved, starting"
+    """The job's status as people read it (an approved job waits a moment for its worker)."""
+    if job.status == JobStatus.REVIEW and job.change_request_id \
+            and job.change_request.status in (RequestStatus.APPROVED, RequestStatus.APPLYING):
+        return "Approved, starting"
     return job.get_status_display()
 
 
@@ -69,6 +62,36 @@ def bulk_job_progress(job: BulkJob) -> Progress:
     return Progress(total=total, done=counts["done"], applied=counts["applied"], skipped=counts["skipped"],
                     failed=counts["failed"], pending=counts["pending"], percent=percent, rate=rate,
                     eta_seconds=eta, finished=job.is_finished)
+
+
+TARGETS_SHOWN = 50
+
+
+@dataclass(frozen=True)
+class TargetsView:
+    total: int
+    done: int
+    verified: int
+    unverified: int
+    rows: list[BulkTarget]  # failed verification first, then open ones, then done; each with its counts
+
+
+def bulk_job_targets(job: BulkJob, limit: int = TARGETS_SHOWN) -> TargetsView:
+    """The variants of a job as a page watching it wants them: what went wrong and what is being
+    worked come first; each row carries its ledger counts (one grouped query for the page)."""
+    targets = job.targets.all()
+    summary = targets.aggregate(n_total=Count("id"), n_done=Count("id", filter=Q(finished_at__isnull=False)),
+                                n_verified=Count("id", filter=Q(verified=True)),
+                                n_unverified=Count("id", filter=Q(verified=False)))
+    rank = Case(When(verified=False, then=Value(0)), When(finished_at__isnull=True, then=Value(1)),
+                default=Value(2), output_field=IntegerField())
+    rows = list(targets.annotate(
+        rank=rank,
+        applied=Count("items", filter=Q(items__status=ItemStatus.APPLIED)),
+        pending=Count("items", filter=Q(items__status=ItemStatus.PENDING)),
+        failed=Count("items", filter=Q(items__status=ItemStatus.FAILED)),
+    ).order_by("rank", "position")[:limit])
+    return TargetsView(rows=rows, **{name.removeprefix("n_"): value for name, value in summary.items()})
 
 
 def bulk_job_failed_items(job: BulkJob, limit: int = 20) -> list[BulkJobItem]:

@@ -451,6 +451,18 @@ def start_bulk_job(change_request: ChangeRequest) -> None:
         run_bulk_job.delay_on_commit(job.pk)
 
 
+_REVIEW_ENDINGS = {RequestStatus.REJECTED: JobStatus.REJECTED, RequestStatus.EXPIRED: JobStatus.EXPIRED,
+                   RequestStatus.CANCELLED: JobStatus.CANCELLED}
+
+
+def bulk_job_review_closed(change_request: ChangeRequest) -> None:
+    """The change-request closer for "bulk_job": a review that ended without approval ends the
+    job too (inside the caller's transaction); nothing was sent, so nothing is left to do."""
+    status = _REVIEW_ENDINGS[change_request.status]
+    BulkJob.objects.filter(change_request=change_request, status=JobStatus.REVIEW) \
+        .update(status=status, finished_at=_now(), updated_at=_now())
+
+
 # --- Cancel, undo ------------------------------------------------------------------------------
 
 def bulk_job_cancel(*, actor, job: BulkJob) -> BulkJob:
@@ -466,11 +478,10 @@ def bulk_job_cancel(*, actor, job: BulkJob) -> BulkJob:
             job.finished_at = timezone.now()
             job.save(update_fields=["status", "cancelled_by", "finished_at", "updated_at"])
         elif job.status == JobStatus.REVIEW:
-            change_request_cancel(actor=actor, change_request=job.change_request)
-            job.status = JobStatus.CANCELLED
+            change_request_cancel(actor=actor, change_request=job.change_request)  # ends the job too
+            job.refresh_from_db()
             job.cancelled_by = actor
-            job.finished_at = timezone.now()
-            job.save(update_fields=["status", "cancelled_by", "finished_at", "updated_at"])
+            job.save(update_fields=["cancelled_by", "updated_at"])
         elif job.status in ACTIVE_STATUSES:
             job.cancel_requested = True
             job.cancelled_by = actor

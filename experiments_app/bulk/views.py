@@ -1,8 +1,9 @@
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import Http404, StreamingHttpResponse
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
@@ -83,8 +84,7 @@ def _detail_context(request, job: BulkJob) -> dict:
         "progress": progress,
         "preview": job.preview,
         "tier": _tier_text(job),
-        "targets": job.targets.all()[:50],
-        "target_count": job.targets.count(),
+        "targets": selectors.bulk_job_targets(job),
         "failed_items": selectors.bulk_job_failed_items(job) if progress.failed else [],
         "can_submit": job.status == JobStatus.DRAFT and request.user == job.requester,
         "can_cancel": (job.status in (JobStatus.DRAFT, JobStatus.REVIEW) and request.user == job.requester)
@@ -94,8 +94,7 @@ def _detail_context(request, job: BulkJob) -> dict:
         "undo_jobs": job.undo_jobs.all(),
         # Poll every second while a worker is on it; every 5 s while in review, so that a page left
         # open starts moving once the last approval comes in.
-        "polling": job.status in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.REVIEW)
-        and not (job.status == JobStatus.REVIEW and selectors.status_label(job) in selectors.REVIEW_OUTCOMES.values()),
+        "polling": job.status in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.REVIEW),
         "poll_every": "5s" if job.status == JobStatus.REVIEW else "1s",
     }
 
@@ -121,7 +120,9 @@ def job_detail(request, job_id: int):
 def job_progress(request, job_id: int):
     job = _job(job_id)
     context = _detail_context(request, job)
-    response = render(request, f"{DETAIL}#status_panel", context)
+    # The bar, and the variants table beside it swapped out of band, so both stay current.
+    response = HttpResponse(render_to_string(f"{DETAIL}#status_panel", context, request)
+                            + render_to_string(f"{DETAIL}#targets_panel", {**context, "oob": True}, request))
     if not context["polling"]:
         response.status_code = POLL_DONE
     return response

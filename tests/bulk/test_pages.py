@@ -3,13 +3,14 @@ CSV report and the list."""
 
 import csv
 import io
+import re
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from experiments_app.bulk import services
-from experiments_app.bulk.models import BulkJob, JobStatus, Kind
+from experiments_app.bulk import selectors, services
+from experiments_app.bulk.models import BulkJob, BulkTarget, JobStatus, Kind
 from tests.bulk.support import ids, include, new_experiment, submit_and_approve
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -90,12 +91,36 @@ def test_progress_polls_while_active_and_answers_286_when_finished(eager_tasks, 
     BulkJob.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING)
     running = client.get(url, headers={"HX-Request": "true"})
     assert running.status_code == 200 and 'hx-trigger="every 1s"' in running.content.decode()
+    # The variants table comes along, swapped out of band, so it moves with the bar.
+    assert 'id="bulk-targets" aria-label="Targets" hx-swap-oob="true"' in running.content.decode()
+    assert "0 of 1 done" in running.content.decode() and "waiting" in running.content.decode()
     BulkJob.objects.filter(pk=job.pk).update(status=JobStatus.DRAFT)
     submit_and_approve(job, requester=editor, approvers=[approver])
     finished = client.get(url, headers={"HX-Request": "true"})
     page = finished.content.decode()
     assert finished.status_code == 286
     assert "hx-trigger" not in page and 'data-figure="percent">100%' in page and "Verified" in page
+    targets = page[page.index('id="bulk-targets"'):]
+    assert "1 of 1 done · 1 verified" in targets
+    assert re.search(r"<td>done</td>\s*<td class=\"num\">80</td><td class=\"num\">0</td>", targets)
+
+
+def test_the_variants_table_puts_failures_then_open_variants_first(eager_tasks, editor, upstream_client):
+    tag = f"tbl-{new_experiment(upstream_client)}"
+    experiments = [new_experiment(upstream_client, tags=[tag]) for _ in range(3)]
+    for experiment_id in experiments:
+        include(upstream_client, experiment_id, "control", ["gone"])
+        include(upstream_client, experiment_id, "treatment", ["gone"])
+    job, _ = services.bulk_job_create(requester=editor, kind=Kind.SWEEP, ids=["gone"], title="", reason="x",
+                                      sweep_filter="tag", sweep_value=tag)
+    targets = list(job.targets.order_by("position"))
+    assert len(targets) == 6
+    BulkTarget.objects.filter(pk__in=[t.pk for t in targets[:3]]).update(finished_at="2026-01-01T00:00Z", verified=True)
+    BulkTarget.objects.filter(pk=targets[2].pk).update(verified=False)
+    view = selectors.bulk_job_targets(job, limit=4)
+    assert (view.total, view.done, view.verified, view.unverified) == (6, 3, 2, 1)
+    assert [t.pk for t in view.rows] == [targets[2].pk, targets[3].pk, targets[4].pk, targets[5].pk]
+    assert [(t.applied, t.pending, t.failed) for t in view.rows] == [(0, 1, 0)] * 4
 
 
 def test_the_report_is_the_ledger_as_csv(eager_tasks, client, editor, approver, experiment, upstream_client):

@@ -5,7 +5,14 @@ from django.core.exceptions import PermissionDenied, ValidationError
 
 from experiments_app.bulk import services
 from experiments_app.bulk.models import BulkJob, ItemStatus, JobStatus, Kind
-from experiments_app.change_requests import change_request_approve, current_approvals, policy_for
+from experiments_app.change_requests import (
+    change_request_approve,
+    change_request_cancel,
+    change_request_reject,
+    change_requests_expire,
+    current_approvals,
+    policy_for,
+)
 from experiments_app.models import Status as RequestStatus
 from experiments_app.models import Tier
 from tests.bulk.support import ids, include, new_experiment, submit_and_approve
@@ -113,6 +120,32 @@ def test_editing_the_id_list_voids_earlier_approvals(eager_tasks, upstream_clien
     assert change_request.status == RequestStatus.PENDING
     with pytest.raises(PermissionDenied):
         services.bulk_job_revise(actor=approver, job=revised, ids=ids("x", 2), reason="not mine")
+
+
+def test_a_review_that_ends_without_approval_ends_the_job_and_sends_nothing(eager_tasks, upstream_client, editor,
+                                                                           approver):
+    experiment = new_experiment(upstream_client)
+
+    def in_review(count: int) -> BulkJob:
+        job, _ = services.bulk_job_create(requester=editor, kind=Kind.ADD, ids=ids("r", count), title="",
+                                          reason="qa", experiment_id=experiment, variant_key="control")
+        services.bulk_job_submit(actor=editor, job=job)
+        job.refresh_from_db()
+        assert job.status == JobStatus.REVIEW
+        return job
+
+    rejected, expired, cancelled = in_review(60), in_review(61), in_review(62)
+    change_request_reject(approver=approver, change_request=rejected.change_request, comment="wrong variant")
+    expired.change_request.__class__.objects.filter(pk=expired.change_request_id).update(expires_at="2000-01-01T00:00Z")
+    assert change_requests_expire() == 1
+    change_request_cancel(actor=editor, change_request=cancelled.change_request)  # from the request's own page
+    for job, status in ((rejected, JobStatus.REJECTED), (expired, JobStatus.EXPIRED), (cancelled, JobStatus.CANCELLED)):
+        job.refresh_from_db()
+        assert (job.status, job.is_finished, job.finished_at is not None) == (status, True, True)
+        assert set(job.items.values_list("status", flat=True)) == {ItemStatus.PENDING}
+        with pytest.raises(ValidationError):
+            services.bulk_job_cancel(actor=editor, job=job)
+    assert upstream_client.list_inclusions(experiment, "control") == []
 
 
 def test_a_ledger_changed_after_approval_is_refused_and_nothing_is_sent(eager_tasks, upstream_client, editor,
