@@ -201,6 +201,9 @@ BULK_STALE_SECONDS = env_float("BULK_STALE_SECONDS", 30.0, minimum=1.0)
 BULK_TRANSIENT_RETRIES = env_int("BULK_TRANSIENT_RETRIES", 5, minimum=0)
 CELERY_BEAT_SCHEDULE["bulk-requeue-stale"] = {"task": "experiments_app.bulk.tasks.requeue_stale_bulk_jobs",
                                               "schedule": 15.0}
+BULK_DRAFT_MAX_AGE_HOURS = env_float("BULK_DRAFT_MAX_AGE_HOURS", 24.0, minimum=0.01)
+CELERY_BEAT_SCHEDULE["bulk-discard-drafts"] = {"task": "experiments_app.bulk.tasks.discard_old_bulk_drafts",
+                                               "schedule": 3600.0}
 
 # --- Auth ------------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [

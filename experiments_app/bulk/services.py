@@ -463,6 +463,33 @@ def bulk_job_review_closed(change_request: ChangeRequest) -> None:
         .update(status=status, finished_at=_now(), updated_at=_now())
 
 
+def bulk_drafts_discard(*, max_age_hours: float | None = None) -> int:
+    """Drafts nobody submitted within ``BULK_DRAFT_MAX_AGE_HOURS`` are discarded (beat runs this):
+    the row stays, marked cancelled with a note, so a link to it still explains itself; its ledger
+    and its id list go, since an unreviewed list of user ids (an erasure request, say) should not
+    linger. Nothing of a draft was ever sent, so there is nothing else to undo."""
+    hours = float(_setting("BULK_DRAFT_MAX_AGE_HOURS", 24) if max_age_hours is None else max_age_hours)
+    cutoff = _now() - timedelta(hours=hours)
+    discarded = 0
+    for pk in BulkJob.objects.filter(status=JobStatus.DRAFT, created_at__lt=cutoff).values_list("pk", flat=True):
+        with transaction.atomic():
+            job = BulkJob.objects.select_for_update().filter(pk=pk, status=JobStatus.DRAFT).first()
+            if job is None:  # submitted or cancelled meanwhile
+                continue
+            job.items.all().delete()
+            job.targets.all().delete()
+            job.status = JobStatus.CANCELLED
+            job.ids_text = ""
+            job.finished_at = _now()
+            job.error = (f"Discarded: a draft not submitted within {hours:g} hours. Its ledger and id list "
+                         "were deleted; draft it again to run it.")
+            job.save(update_fields=["status", "ids_text", "finished_at", "error", "updated_at"])
+            discarded += 1
+    if discarded:
+        logger.info("discarded %d bulk job draft(s) older than %g hours", discarded, hours)
+    return discarded
+
+
 # --- Cancel, undo ------------------------------------------------------------------------------
 
 def bulk_job_cancel(*, actor, job: BulkJob) -> BulkJob:

@@ -14,3 +14,8 @@ def run_bulk_job(job_id: int) -> str:
 @shared_task
 def requeue_stale_bulk_jobs() -> list[int]:
     return services.bulk_jobs_requeue_stale()
+
+
+@shared_task
+def discard_old_bulk_drafts() -> int:
+    return services.bulk_drafts_discard()

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
@@ -87,6 +88,7 @@ def _detail_context(request, job: BulkJob) -> dict:
         "targets": selectors.bulk_job_targets(job),
         "failed_items": selectors.bulk_job_failed_items(job) if progress.failed else [],
         "can_submit": job.status == JobStatus.DRAFT and request.user == job.requester,
+        "draft_hours": f"{settings.BULK_DRAFT_MAX_AGE_HOURS:g}",
         "can_cancel": (job.status in (JobStatus.DRAFT, JobStatus.REVIEW) and request.user == job.requester)
         or (job.status in (JobStatus.QUEUED, JobStatus.RUNNING) and not job.cancel_requested
             and (request.user == job.requester or request.user.has_perm(roles.APPROVE))),

@@ -148,6 +148,32 @@ def test_a_review_that_ends_without_approval_ends_the_job_and_sends_nothing(eage
     assert upstream_client.list_inclusions(experiment, "control") == []
 
 
+def test_drafts_left_unsubmitted_are_discarded_with_their_ledger_and_ids(eager_tasks, upstream_client, editor,
+                                                                        client):
+    experiment = new_experiment(upstream_client)
+
+    def draft(prefix: str) -> BulkJob:
+        job, _ = services.bulk_job_create(requester=editor, kind=Kind.ADD, ids=ids(prefix, 70), title="",
+                                          reason="qa", experiment_id=experiment, variant_key="control")
+        return job
+
+    old, fresh, submitted = draft("old"), draft("fresh"), draft("sub")
+    services.bulk_job_submit(actor=editor, job=submitted)
+    BulkJob.objects.filter(pk__in=[old.pk, submitted.pk]).update(created_at="2000-01-01T00:00Z")
+    assert services.bulk_drafts_discard(max_age_hours=24) == 1
+    old.refresh_from_db()
+    assert old.status == JobStatus.CANCELLED and old.ids_text == "" and "not submitted within 24 hours" in old.error
+    assert not old.items.exists() and not old.targets.exists() and old.id_count == 70
+    for job, status in ((fresh, JobStatus.DRAFT), (submitted, JobStatus.REVIEW)):
+        job.refresh_from_db()
+        assert job.status == status and job.items.count() == 70
+    assert services.bulk_drafts_discard(max_age_hours=24) == 0
+    client.force_login(editor)
+    page = client.get(old.get_absolute_url()).content.decode()
+    assert "Discarded: a draft not submitted within 24 hours" in page and "Submit for review" not in page
+    assert "Drafts not submitted within 24 hours are discarded." in client.get(fresh.get_absolute_url()).content.decode()
+
+
 def test_a_ledger_changed_after_approval_is_refused_and_nothing_is_sent(eager_tasks, upstream_client, editor,
                                                                         approver, settings):
     experiment = new_experiment(upstream_client)
