@@ -130,8 +130,10 @@ def change_request_create(*, requester, kind: str, title: str, reason: str, plan
     return change_request
 
 
-def change_request_edit(*, actor, change_request: ChangeRequest, plan: list[dict], reason: str) -> ChangeRequest:
-    """Replaces the plan (re-read against the upstream): every approval given so far is void."""
+def change_request_edit(*, actor, change_request: ChangeRequest, plan: list[dict], reason: str,
+                        tier: str | None = None) -> ChangeRequest:
+    """Replaces the plan (re-read against the upstream): every approval given so far is void.
+    ``tier`` is for plans the portal cannot classify itself (a bulk job knows its own)."""
     _check_editable(actor, change_request, reason)
     # Read the upstream before taking the row lock: no HTTP call inside a transaction.
     experiment, base_version = _read_base(change_request.experiment_id) if change_request.experiment_id \
@@ -140,7 +142,8 @@ def change_request_edit(*, actor, change_request: ChangeRequest, plan: list[dict
         change_request = ChangeRequest.objects.select_for_update().get(pk=change_request.pk)
         _check_editable(actor, change_request, reason)
         before = {"plan": change_request.plan, "plan_hash": change_request.plan_hash}
-        tier = plans.classify(plan, experiment) if change_request.tier not in _BULK_TIERS else change_request.tier
+        tier = tier or (plans.classify(plan, experiment) if change_request.tier not in _BULK_TIERS
+                        else change_request.tier)
         policy = policy_for(tier)
         change_request.plan = plan
         change_request.reason = reason.strip()

@@ -400,21 +400,30 @@ def bulk_job_submit(*, actor, job: BulkJob) -> ChangeRequest:
     return change_request
 
 
-def bulk_job_revise(*, actor, job: BulkJob, ids: list[str], reason: str) -> BulkJob:
+REVISABLE_KINDS = (Kind.ADD, Kind.REMOVE, Kind.REPLACE, Kind.SWEEP)
+
+
+def bulk_job_revise(*, actor, job: BulkJob, ids: list[str], reason: str) -> tuple[BulkJob | None, Preview]:
     """Replace the id list of a job in review: the ledger is rebuilt from a fresh read and the
-    change request's plan gets the new fingerprint, so earlier approvals no longer count."""
+    change request's plan gets the new fingerprint (and tier), so earlier approvals no longer
+    count. A list the preview refuses (the cap) changes nothing: ``(None, preview)``."""
     from experiments_app.change_requests import change_request_edit
 
-    if job.kind not in (Kind.ADD, Kind.REMOVE, Kind.REPLACE, Kind.SWEEP):
+    job = BulkJob.objects.select_related("change_request").get(pk=job.pk)
+    if job.kind not in REVISABLE_KINDS:
         raise ValidationError("Only add, remove, replace and sweep jobs take a new id list.")
     if actor != job.requester:
         raise PermissionDenied("Only the requester can edit this job.")
+    if job.status != JobStatus.REVIEW:
+        raise ValidationError("Only a job in review can be edited.")
+    if not reason.strip():
+        raise ValidationError({"reason": "Say why the list changed."})
     target = job.targets.first()
     preview = bulk_job_preview(kind=job.kind, ids=ids, experiment_id=target.experiment_id if target else "",
                                variant_key=target.variant_key if target else "", sweep_filter=job.sweep_filter,
                                sweep_value=job.sweep_value)
     if preview.refused:
-        raise ValidationError("; ".join(preview.problems) or "The new list would break the 2,000 cap.")
+        return None, preview
     with transaction.atomic():
         job = BulkJob.objects.select_for_update().get(pk=job.pk)
         if job.status != JobStatus.REVIEW:
@@ -429,8 +438,9 @@ def bulk_job_revise(*, actor, job: BulkJob, ids: list[str], reason: str) -> Bulk
         job.preview["tier"] = job_tier(job)
         job.save()
         change_request_edit(actor=actor, change_request=job.change_request, reason=reason,
-                            plan=[{"op": "bulk_job", "job": job.pk, "hash": job.fingerprint}])
-    return job
+                            plan=[{"op": "bulk_job", "job": job.pk, "hash": job.fingerprint}],
+                            tier=job.preview["tier"])
+    return job, preview
 
 
 def start_bulk_job(change_request: ChangeRequest) -> None:

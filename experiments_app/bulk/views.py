@@ -11,12 +11,14 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from experiments_app import change_requests, gateway, roles
 from experiments_app.bulk import selectors, services
-from experiments_app.bulk.forms import BulkJobForm
+from experiments_app.bulk.forms import BulkJobForm, ReviseIdsForm
 from experiments_app.bulk.models import BulkJob, JobStatus, Kind
+from experiments_app.models import Status as RequestStatus
 from experiments_app.models import Tier
 from experiments_app.permissions import require_permission
 
 NEW = "bulk/job_new.html"
+REVISE = "bulk/job_revise.html"
 DETAIL = "bulk/job_detail.html"
 LIST = "bulk/job_list.html"
 POLL_DONE = 286  # htmx stops polling on this status
@@ -92,6 +94,8 @@ def _detail_context(request, job: BulkJob) -> dict:
         "can_cancel": (job.status in (JobStatus.DRAFT, JobStatus.REVIEW) and request.user == job.requester)
         or (job.status in (JobStatus.QUEUED, JobStatus.RUNNING) and not job.cancel_requested
             and (request.user == job.requester or request.user.has_perm(roles.APPROVE))),
+        "can_revise": job.status == JobStatus.REVIEW and request.user == job.requester
+        and job.kind in services.REVISABLE_KINDS and job.change_request.status == RequestStatus.PENDING,
         "can_undo": job.is_finished and request.user.has_perm(roles.REQUEST) and progress.applied > 0,
         "undo_jobs": job.undo_jobs.all(),
         # Poll every second while a worker is on it; every 5 s while in review, so that a page left
@@ -128,6 +132,32 @@ def job_progress(request, job_id: int):
     if not context["polling"]:
         response.status_code = POLL_DONE
     return response
+
+
+@require_http_methods(["GET", "POST"])
+@require_permission(roles.REQUEST)
+def job_revise(request, job_id: int):
+    """A new id list for a job in review (its requester only): approvals given so far are void."""
+    job = _job(job_id)
+    if request.user != job.requester:
+        raise PermissionDenied("Only the requester can edit this job.")
+    form = ReviseIdsForm(request.POST or None, request.FILES or None)
+    preview = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            revised, preview = services.bulk_job_revise(actor=request.user, job=job, ids=form.parsed.ids,
+                                                        reason=form.cleaned_data["reason"])
+        except ValidationError as error:
+            for message in error.messages:
+                form.add_error(None, message)
+        except gateway.UpstreamError as error:
+            form.add_error(None, f"The experiment service could not be read: {error.message}")
+        else:
+            if revised is not None:
+                messages.success(request, "The id list was replaced: approvals given so far no longer count.")
+                return _go(request, revised.get_absolute_url())
+    context = {"job": job, "form": form, "parsed": form.parsed, "preview": preview.as_dict() if preview else None}
+    return render(request, f"{REVISE}#revise_form" if request.htmx else REVISE, context)
 
 
 @require_POST

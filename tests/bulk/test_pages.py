@@ -123,6 +123,55 @@ def test_the_variants_table_puts_failures_then_open_variants_first(eager_tasks, 
     assert [(t.applied, t.pending, t.failed) for t in view.rows] == [(0, 1, 0)] * 4
 
 
+def test_the_requester_replaces_the_id_list_of_a_job_in_review_from_its_page(eager_tasks, client, editor, approver,
+                                                                            experiment, upstream_client):
+    from experiments_app.change_requests import change_request_approve, current_approvals
+
+    job, _ = services.bulk_job_create(requester=editor, kind=Kind.ADD, ids=ids("v", 60), title="", reason="x",
+                                      experiment_id=experiment, variant_key="control")
+    change_request = services.bulk_job_submit(actor=editor, job=job)
+    client.force_login(approver)
+    assert client.get(reverse("bulk_job_revise", args=[job.pk])).status_code == 403
+    assert "Edit the id list" not in client.get(job.get_absolute_url()).content.decode()
+    client.force_login(editor)
+    assert "Edit the id list" in client.get(job.get_absolute_url()).content.decode()
+    url = reverse("bulk_job_revise", args=[job.pk])
+
+    bad = client.post(url, {"ids_text": "ok-1\n\x07bell\n", "reason": "typo"})
+    assert bad.status_code == 200 and "line 2" in bad.content.decode()
+    over = client.post(url, {"ids_text": "\n".join(ids("w", 2001)), "reason": "more"})
+    assert over.status_code == 200 and "Refused" in over.content.decode()
+    job.refresh_from_db()
+    assert job.id_count == 60 and job.fingerprint == change_request.plan[0]["hash"]
+
+    upload = SimpleUploadedFile("ids.csv", ("user_id\n" + "\n".join(ids("v", 75))).encode(), "text/csv")
+    done = client.post(url, {"ids_file": upload, "reason": "fifteen more testers"})
+    assert done.status_code == 302 and done["Location"] == job.get_absolute_url()
+    job.refresh_from_db()
+    change_request.refresh_from_db()
+    assert job.id_count == 75 and job.items.count() == 75 and job.status == JobStatus.REVIEW
+    assert change_request.plan[0]["hash"] == job.fingerprint and change_request.reason == "fifteen more testers"
+    change_request_approve(approver=approver, change_request=change_request)
+    assert current_approvals(change_request).count() == 1
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED
+    assert sorted(upstream_client.list_inclusions(experiment, "control")) == ids("v", 75)
+    finished = client.post(url, {"ids_text": "late", "reason": "too late"})
+    assert finished.status_code == 200 and "Only a job in review can be edited." in finished.content.decode()
+
+
+def test_a_revised_list_small_enough_for_no_approval_runs_at_once(eager_tasks, client, editor, experiment,
+                                                                  upstream_client):
+    job, _ = services.bulk_job_create(requester=editor, kind=Kind.ADD, ids=ids("m", 60), title="", reason="x",
+                                      experiment_id=experiment, variant_key="control")
+    services.bulk_job_submit(actor=editor, job=job)
+    client.force_login(editor)
+    client.post(reverse("bulk_job_revise", args=[job.pk]), {"ids_text": "\n".join(ids("m", 5)), "reason": "five"})
+    job.refresh_from_db()
+    assert job.change_request.tier == "bulk_small" and job.status == JobStatus.SUCCEEDED
+    assert sorted(upstream_client.list_inclusions(experiment, "control")) == ids("m", 5)
+
+
 def test_the_report_is_the_ledger_as_csv(eager_tasks, client, editor, approver, experiment, upstream_client):
     include(upstream_client, experiment, "control", ["=cmd"])
     job, _ = services.bulk_job_create(requester=editor, kind=Kind.ADD, ids=["=cmd", "a", "b"], title="",

@@ -113,7 +113,8 @@ def test_editing_the_id_list_voids_earlier_approvals(eager_tasks, upstream_clien
     change_request = services.bulk_job_submit(actor=editor, job=job)
     change_request_approve(approver=approver, change_request=change_request)
     assert current_approvals(change_request).count() == 1
-    revised = services.bulk_job_revise(actor=editor, job=job, ids=ids("x", 61), reason="one more")
+    revised, preview = services.bulk_job_revise(actor=editor, job=job, ids=ids("x", 61), reason="one more")
+    assert preview.ids == ids("x", 61) and revised.id_count == 61
     change_request.refresh_from_db()
     assert change_request.plan[0]["hash"] == revised.fingerprint != job.fingerprint
     assert current_approvals(change_request).count() == 0
