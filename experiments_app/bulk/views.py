@@ -35,6 +35,24 @@ def _go(request, url: str):
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 
+def _previewed(request, form, make, success: str):
+    """Run ``make`` (a service answering ``(job or None, preview)``): on a job, go to its page;
+    otherwise the refusal or the error stays on the form. Returns (response or None, preview)."""
+    try:
+        job, preview = make()
+    except ValidationError as error:
+        for message in error.messages:
+            form.add_error(None, message)
+    except gateway.UpstreamError as error:
+        form.add_error(None, f"The experiment service could not be read: {error.message}")
+    else:
+        if job is None:
+            return None, preview
+        messages.success(request, success)
+        return _go(request, job.get_absolute_url()), preview
+    return None, None
+
+
 @require_GET
 @vary_on_headers("HX-Request")
 @require_permission(roles.VIEW)
@@ -53,28 +71,25 @@ def job_new(request):
     preview = None
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        try:
+
+        def create():
             target = source = None
             if data["kind"] != Kind.SWEEP:
                 target = services.experiment_resolve(data["experiment"])
             if data["kind"] == Kind.COPY:
                 source = services.experiment_resolve(data["source_experiment"])
-            job, preview = services.bulk_job_create(
+            return services.bulk_job_create(
                 requester=request.user, kind=data["kind"], ids=form.parsed.ids if form.parsed else [],
                 title=data.get("title") or "", reason=data["reason"],
                 experiment_id=target.id if target else "", variant_key=data.get("variant_key") or "",
                 source_experiment_id=source.id if source else "",
                 source_variant_key=data.get("source_variant_key") or "",
                 sweep_filter=data.get("sweep_filter") or "", sweep_value=data.get("sweep_value") or "")
-        except ValidationError as error:
-            for message in error.messages:
-                form.add_error(None, message)
-        except gateway.UpstreamError as error:
-            form.add_error(None, f"The experiment service could not be read: {error.message}")
-        else:
-            if job is not None:
-                messages.success(request, "Preview ready: check the numbers, then submit it for review.")
-                return _go(request, job.get_absolute_url())
+
+        done, preview = _previewed(request, form, create,
+                                   "Preview ready: check the numbers, then submit it for review.")
+        if done:
+            return done
     context = {"form": form, "parsed": form.parsed, "preview": preview.as_dict() if preview else None}
     return render(request, f"{NEW}#job_form" if request.htmx else NEW, context)
 
@@ -144,18 +159,12 @@ def job_revise(request, job_id: int):
     form = ReviseIdsForm(request.POST or None, request.FILES or None)
     preview = None
     if request.method == "POST" and form.is_valid():
-        try:
-            revised, preview = services.bulk_job_revise(actor=request.user, job=job, ids=form.parsed.ids,
-                                                        reason=form.cleaned_data["reason"])
-        except ValidationError as error:
-            for message in error.messages:
-                form.add_error(None, message)
-        except gateway.UpstreamError as error:
-            form.add_error(None, f"The experiment service could not be read: {error.message}")
-        else:
-            if revised is not None:
-                messages.success(request, "The id list was replaced: approvals given so far no longer count.")
-                return _go(request, revised.get_absolute_url())
+        done, preview = _previewed(
+            request, form, lambda: services.bulk_job_revise(actor=request.user, job=job, ids=form.parsed.ids,
+                                                            reason=form.cleaned_data["reason"]),
+            "The id list was replaced: approvals given so far no longer count.")
+        if done:
+            return done
     context = {"job": job, "form": form, "parsed": form.parsed, "preview": preview.as_dict() if preview else None}
     return render(request, f"{REVISE}#revise_form" if request.htmx else REVISE, context)
 
