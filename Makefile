@@ -43,7 +43,7 @@ test: install
 	$(PY) -m pytest
 
 bench: setup
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 # Re-resolve the pinned versions after changing pyproject.toml's dependencies.
 lock:

@@ -11,31 +11,14 @@ afterwards; without it, a throwaway SQLite file. The 1,000,000-entry figure need
 import os
 import resource
 import statistics
-import sys
-import tempfile
 import time
 import tracemalloc
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-TEMP_DIR = tempfile.TemporaryDirectory(prefix="audit-bench-")
-USE_TEST_DATABASE = bool(os.environ.get("DATABASE_URL"))
-if not USE_TEST_DATABASE:
-    os.environ["DATABASE_URL"] = f"sqlite:///{TEMP_DIR.name}/bench.sqlite3"
-os.environ.setdefault("PORTAL_VAR_DIR", TEMP_DIR.name)
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-os.environ["LOG_LEVEL"] = "ERROR"
-
-import django  # noqa: E402
-
-django.setup()
+from _setup import throwaway_database  # noqa: E402 - sets Django up first
 
 from django.conf import settings  # noqa: E402
-from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
-from django.test.utils import setup_databases, teardown_databases  # noqa: E402
 
 from experiments_app.audit import actions  # noqa: E402
 from experiments_app.audit.selectors import AuditFilters, audit_page  # noqa: E402
@@ -194,16 +177,8 @@ def main() -> None:
     if not postgres:
         print("The 1,000,000-entry figure needs PostgreSQL (set DATABASE_URL); running with "
               f"{count:,} entries on SQLite.")
-    settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = "test_audit_bench"
-    old_config = setup_databases(verbosity=0, interactive=False) if USE_TEST_DATABASE else None
-    if old_config is None:
-        call_command("migrate", verbosity=0)
-    try:
+    with throwaway_database("test_audit_bench"):
         run(count)
-    finally:
-        if old_config is not None:
-            teardown_databases(old_config, verbosity=0)
-        TEMP_DIR.cleanup()
 
 
 if __name__ == "__main__":

@@ -26,33 +26,17 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import tracemalloc
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-TEMP_DIR = tempfile.TemporaryDirectory(prefix="bulk-bench-")
-USE_TEST_DATABASE = bool(os.environ.get("DATABASE_URL"))
-if not USE_TEST_DATABASE:
-    os.environ["DATABASE_URL"] = f"sqlite:///{TEMP_DIR.name}/bench.sqlite3"
-os.environ["PORTAL_VAR_DIR"] = TEMP_DIR.name
-os.environ.pop("CELERY_BROKER_URL", None)  # queued messages land in the temporary folder
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-os.environ["LOG_LEVEL"] = "ERROR"
-
-import django  # noqa: E402
-
-django.setup()
+from _setup import ROOT, TEMP_DIR, throwaway_database  # noqa: E402 - sets Django up first
 
 import requests  # noqa: E402
 from django.conf import settings  # noqa: E402
-from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
-from django.test.utils import setup_databases, teardown_databases  # noqa: E402
 
 PROJECT_ID = "100001"
 SWEEP_EXPERIMENTS = int(os.environ.get("BENCH_SWEEP_EXPERIMENTS", 500))
@@ -285,29 +269,13 @@ def run() -> dict:
     return results
 
 
-def _end_other_sessions() -> None:
-    """The server's threads leave database sessions open; end them so the test database can go."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                           "WHERE datname = current_database() AND pid <> pg_backend_pid()")
-
-
 def main() -> None:
     settings.ALLOWED_HOSTS = ["*"]
     settings.DEBUG = False
     settings.MANAGEMENT_API_RATE_PER_SECOND = UPSTREAM_LIMIT
     settings.MANAGEMENT_API_RATE_PER_DAY = 0
-    old_config = setup_databases(verbosity=0, interactive=False) if USE_TEST_DATABASE else None
-    if old_config is None:
-        call_command("migrate", verbosity=0)
-    try:
+    with throwaway_database():
         results = run()
-    finally:
-        if old_config is not None:
-            _end_other_sessions()
-            teardown_databases(old_config, verbosity=0)
-        TEMP_DIR.cleanup()
     print()
     print(f"Bulk jobs benchmark — {connection.vendor}; embedded API limited to {UPSTREAM_LIMIT} requests/s; "
           f"portal limiter {settings.UPSTREAM_RATE_PER_SECOND:g}/s, {settings.BULK_WORKER_THREADS} threads")

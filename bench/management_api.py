@@ -15,30 +15,13 @@ Uses a throwaway SQLite file under a temporary directory, or — when DATABASE_U
 import json
 import os
 import statistics
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-TEMP_DIR = tempfile.TemporaryDirectory(prefix="mapi-bench-")
-USE_TEST_DATABASE = bool(os.environ.get("DATABASE_URL"))
-if not USE_TEST_DATABASE:
-    os.environ["DATABASE_URL"] = f"sqlite:///{TEMP_DIR.name}/bench.sqlite3"
-os.environ.setdefault("PORTAL_VAR_DIR", TEMP_DIR.name)
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-os.environ["LOG_LEVEL"] = "ERROR"
-
-import django  # noqa: E402
-
-django.setup()
+from _setup import throwaway_database  # noqa: E402 - sets Django up first
 
 from django.conf import settings  # noqa: E402
-from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
-from django.test.utils import setup_databases, teardown_databases  # noqa: E402
 
 ROUNDS = 15
 
@@ -66,17 +49,8 @@ def main() -> None:
     settings.REDIS_URL = None
     settings.MANAGEMENT_API_RATE_PER_SECOND = 1_000_000  # counted, never reached
     settings.MANAGEMENT_API_RATE_PER_DAY = 10_000_000
-    old_config = None
-    if USE_TEST_DATABASE:
-        old_config = setup_databases(verbosity=0, interactive=False)
-    else:
-        call_command("migrate", verbosity=0)
-    try:
+    with throwaway_database():
         rows = run()
-    finally:
-        if old_config is not None:
-            teardown_databases(old_config, verbosity=0)
-        TEMP_DIR.cleanup()
     print()
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"Management API benchmark — {connection.vendor}, medians (wall clock; CPU of this process in")

@@ -9,35 +9,18 @@ the gateway. Uses a throwaway SQLite file under a temporary directory, or — wh
 set — a ``test_…`` database created (and dropped) beside that one.
 """
 
-import os
 import statistics
-import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-TEMP_DIR = tempfile.TemporaryDirectory(prefix="read-bench-")
-USE_TEST_DATABASE = bool(os.environ.get("DATABASE_URL"))
-if not USE_TEST_DATABASE:
-    os.environ["DATABASE_URL"] = f"sqlite:///{TEMP_DIR.name}/bench.sqlite3"
-os.environ.setdefault("PORTAL_VAR_DIR", TEMP_DIR.name)
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-os.environ["LOG_LEVEL"] = "ERROR"
-
-import django  # noqa: E402
-
-django.setup()
+from _setup import throwaway_database  # noqa: E402 - sets Django up first
 
 from django.conf import settings  # noqa: E402
-from django.core.management import call_command  # noqa: E402
 from django.core.servers.basehttp import WSGIRequestHandler  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
-from django.test.utils import CaptureQueriesContext, setup_databases, teardown_databases  # noqa: E402
+from django.test.utils import CaptureQueriesContext  # noqa: E402
 
 from portal.servers import NoDelayThreadedWSGIServer  # noqa: E402
 
@@ -133,15 +116,8 @@ def main() -> None:
     settings.MANAGEMENT_API_RATE_PER_SECOND = 0
     settings.MANAGEMENT_API_RATE_PER_DAY = 0
     settings.UPSTREAM_RATE_PER_SECOND = 0
-    old_config = setup_databases(verbosity=0, interactive=False) if USE_TEST_DATABASE else None
-    if old_config is None:
-        call_command("migrate", verbosity=0)
-    try:
+    with throwaway_database():
         rows = run()
-    finally:
-        if old_config is not None:
-            teardown_databases(old_config, verbosity=0)
-        TEMP_DIR.cleanup()
     print()
     print(f"Read side benchmark — {connection.vendor}, server-side medians of {ROUNDS} requests, warm read cache")
     print(f"{'page':<48} {'median':>10} {'queries':>8}  {'goal':>10}  ok")
