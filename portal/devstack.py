@@ -51,6 +51,8 @@ def main() -> int:
 
     url = f"http://127.0.0.1:{port}/"
     if _wait_until_up(f"{url}login/", 60):
+        # Something to review on a fresh demo: needs the embedded API up; once only, never upstream.
+        subprocess.run([python, "manage.py", "seed_demo_reviews"], check=False)
         print("\n" + "=" * 64)
         print(f"  Experiment Portal is running at {url}")
         print("  Demo logins (username / password):")

@@ -172,7 +172,8 @@ def test_drafts_left_unsubmitted_are_discarded_with_their_ledger_and_ids(eager_t
     client.force_login(editor)
     page = client.get(old.get_absolute_url()).content.decode()
     assert "Discarded: a draft not submitted within 24 hours" in page and "Submit for review" not in page
-    assert "Drafts not submitted within 24 hours are discarded." in client.get(fresh.get_absolute_url()).content.decode()
+    fresh_page = client.get(fresh.get_absolute_url()).content.decode()
+    assert "Drafts not submitted within 24 hours are discarded." in fresh_page
 
 
 def test_a_ledger_changed_after_approval_is_refused_and_nothing_is_sent(eager_tasks, upstream_client, editor,
