@@ -343,7 +343,7 @@ def bulk_job_create(*, requester, kind: str, ids: list[str], title: str, reason:
         source_key = gateway.get_client().get_experiment(source_experiment_id).key
     with transaction.atomic():
         job = BulkJob.objects.create(
-            kind=kind, requester=requester, title=(title.strip() or _default_title(kind, preview))[:300],
+            kind=kind, requester=requester, title=(title.strip() or _default_title(kind, len(preview.ids), preview.targets))[:300],
             reason=reason.strip(), source_experiment_id=source_experiment_id if kind == Kind.COPY else "",
             source_experiment_key=source_key, source_variant_key=source_variant_key if kind == Kind.COPY else "",
             sweep_filter=sweep_filter if kind == Kind.SWEEP else "", sweep_value=sweep_value,
@@ -366,11 +366,11 @@ def _store_targets(job: BulkJob, plans: list[TargetPlan]) -> None:
                  BulkJobItem)
 
 
-def _default_title(kind: str, preview: Preview) -> str:
-    target = preview.targets[0] if preview.targets else None
-    where = f"{target.experiment_key}/{target.variant_key}" if target and kind != Kind.SWEEP \
-        else f"{len(preview.targets)} variants"
-    return f"Bulk {Kind(kind).label.lower()}: {len(preview.ids):,} ids, {where}"
+def _default_title(kind: str, id_count: int, targets: list) -> str:
+    """The title a job gets when its requester gives none (``targets``: TargetPlans or BulkTargets)."""
+    where = f"{targets[0].experiment_key}/{targets[0].variant_key}" if targets and kind != Kind.SWEEP \
+        else f"{len(targets)} variants"
+    return f"Bulk {Kind(kind).label.lower()}: {id_count:,} ids, {where}"
 
 
 def bulk_job_submit(*, actor, job: BulkJob) -> ChangeRequest:
@@ -428,6 +428,9 @@ def bulk_job_revise(*, actor, job: BulkJob, ids: list[str], reason: str) -> tupl
         job = BulkJob.objects.select_for_update().get(pk=job.pk)
         if job.status != JobStatus.REVIEW:
             raise ValidationError("Only a job in review can be edited.")
+        if job.title == _default_title(job.kind, job.id_count, list(job.targets.all()))[:300]:
+            job.title = _default_title(job.kind, len(preview.ids), preview.targets)[:300]
+            ChangeRequest.objects.filter(pk=job.change_request_id).update(title=job.title)
         job.items.all().delete()
         job.targets.all().delete()
         job.ids_text = "\n".join(preview.ids)

@@ -150,6 +150,7 @@ def test_the_requester_replaces_the_id_list_of_a_job_in_review_from_its_page(eag
     job.refresh_from_db()
     change_request.refresh_from_db()
     assert job.id_count == 75 and job.items.count() == 75 and job.status == JobStatus.REVIEW
+    assert job.title.startswith("Bulk add ids to a variant: 75 ids") and change_request.title == job.title
     assert change_request.plan[0]["hash"] == job.fingerprint and change_request.reason == "fifteen more testers"
     change_request_approve(approver=approver, change_request=change_request)
     assert current_approvals(change_request).count() == 1
