@@ -59,6 +59,9 @@ def test_csv_upload_preview_approval_and_progress_to_100_percent(page, live_serv
     expect(page.locator('[data-figure="percent"]')).to_have_text("100%", timeout=60_000)
     expect(page.locator(".job-status")).to_have_text("Succeeded")
     expect(page.locator(".bulk-outcome mark")).to_have_text("Verified")
+    # The variants table moved with the bar (swapped out of band by the same poll).
+    expect(page.locator('#bulk-targets [data-figure="targets"]')).to_have_text("1 of 1 done · 1 verified")
+    expect(page.locator("#bulk-targets tbody tr td").nth(2)).to_have_text("done")
     assert bar.get_attribute("value") == bar.get_attribute("max") == "300"
     assert page.locator("#bulk-status[hx-trigger]").count() == 0  # polling stopped (286)
     settings.MANAGEMENT_API_FAULTS = ""
