@@ -12,6 +12,7 @@ class Kind(models.TextChoices):
 
 
 class JobStatus(models.TextChoices):
+    PREVIEWING = "previewing", "Reading the variants"
     DRAFT = "draft", "Draft (preview)"
     REVIEW = "review", "In review"
     QUEUED = "queued", "Queued"

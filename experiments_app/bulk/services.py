@@ -6,7 +6,9 @@ The life of a job
    reads every target variant once (the preview), refuses a job that would break the
    2,000-inclusion cap, and stores a *draft* job with its ledger: one item per (target, id,
    action), ``pending`` when it will change something and ``skipped`` when the id is already
-   there (add) or absent (remove). A sweep stores items only for ids actually present.
+   there (add) or absent (remove). A sweep stores items only for ids actually present. From the
+   pages a sweep goes through ``bulk_sweep_draft`` instead: its many reads run in a worker
+   (``bulk_job_build_preview``, status "previewing", progress on the job page).
 2. ``bulk_job_submit`` turns the draft into a change request whose plan is
    ``[{"op": "bulk_job", "job": pk, "hash": fingerprint}]``: approvals are bound to the SHA-256
    of the full id list, the targets and the kind (``job_fingerprint``).
@@ -36,8 +38,9 @@ import json
 import logging
 import math
 import threading
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -222,8 +225,10 @@ def _matching_experiments(sweep_filter: str, sweep_value: str) -> list[gateway.E
 
 def bulk_job_preview(*, kind: str, ids: list[str], experiment_id: str = "", variant_key: str = "",
                      source_experiment_id: str = "", source_variant_key: str = "", sweep_filter: str = "",
-                     sweep_value: str = "", invalid: int = 0) -> Preview:
-    """What the job would do, from a fresh read of every target. Raises gateway errors."""
+                     sweep_value: str = "", invalid: int = 0,
+                     progress: Callable[[int, int], None] | None = None) -> Preview:
+    """What the job would do, from a fresh read of every target. Raises gateway errors.
+    ``progress(done, total)`` hears of every variant a sweep has read."""
     client = gateway.get_client()
     with gateway.recording() as calls:
         if kind == Kind.COPY:
@@ -235,12 +240,16 @@ def bulk_job_preview(*, kind: str, ids: list[str], experiment_id: str = "", vari
             if not targets:
                 preview.problems.append("No experiment matches the filter.")
             wanted = set(ids)
-            for target_id, target_key, target_variant in targets:
+            for done, (target_id, target_key, target_variant) in enumerate(targets):
+                if progress:
+                    progress(done, len(targets))
                 present = [u for u in client.list_inclusions(target_id, target_variant) if u in wanted]
                 # Only ids actually present become ledger items: a sweep's absent ids are not stored.
                 preview.targets.append(TargetPlan(target_id, target_key, target_variant, current=len(present),
                                                   remove=present))
             preview.sweep_absent = len(wanted - {u for t in preview.targets for u in t.remove})
+            if progress:
+                progress(len(targets), len(targets))
         else:
             experiment = client.get_experiment(experiment_id)
             if not any(v.get("key") == variant_key for v in experiment.variants):
@@ -316,10 +325,9 @@ def _items_for(job: BulkJob, target: BulkTarget, plan: TargetPlan):
                           status=ItemStatus.SKIPPED, note="not included")
 
 
-def bulk_job_create(*, requester, kind: str, ids: list[str], title: str, reason: str, experiment_id: str = "",
-                    variant_key: str = "", source_experiment_id: str = "", source_variant_key: str = "",
-                    sweep_filter: str = "", sweep_value: str = "") -> tuple[BulkJob | None, Preview]:
-    """Preview the job and, unless the preview refuses it, store it as a draft with its ledger."""
+def _check_job(*, requester, kind: str, reason: str, experiment_id: str, variant_key: str,
+               source_experiment_id: str, source_variant_key: str, sweep_filter: str, sweep_value: str) -> str:
+    """Refuse what no preview can fix; returns the sweep value as stored."""
     _require(requester, roles.REQUEST, "Only editors can create bulk jobs.")
     if kind not in SINGLE_TARGET_KINDS + (Kind.SWEEP,):
         raise ValidationError({"kind": "Unknown kind of job."})
@@ -331,8 +339,17 @@ def bulk_job_create(*, requester, kind: str, ids: list[str], title: str, reason:
         raise ValidationError("Choose the variant to copy from.")
     if kind == Kind.SWEEP and sweep_filter != SweepFilter.ALL and not sweep_value:
         raise ValidationError({"sweep_value": "Say which tag or deployment."})
-    if kind == Kind.SWEEP and sweep_filter == SweepFilter.ALL:
-        sweep_value = ""
+    return "" if kind == Kind.SWEEP and sweep_filter == SweepFilter.ALL else sweep_value
+
+
+def bulk_job_create(*, requester, kind: str, ids: list[str], title: str, reason: str, experiment_id: str = "",
+                    variant_key: str = "", source_experiment_id: str = "", source_variant_key: str = "",
+                    sweep_filter: str = "", sweep_value: str = "") -> tuple[BulkJob | None, Preview]:
+    """Preview the job and, unless the preview refuses it, store it as a draft with its ledger."""
+    sweep_value = _check_job(requester=requester, kind=kind, reason=reason, experiment_id=experiment_id,
+                             variant_key=variant_key, source_experiment_id=source_experiment_id,
+                             source_variant_key=source_variant_key, sweep_filter=sweep_filter,
+                             sweep_value=sweep_value)
     preview = bulk_job_preview(kind=kind, ids=ids, experiment_id=experiment_id, variant_key=variant_key,
                                source_experiment_id=source_experiment_id, source_variant_key=source_variant_key,
                                sweep_filter=sweep_filter, sweep_value=sweep_value)
@@ -343,18 +360,90 @@ def bulk_job_create(*, requester, kind: str, ids: list[str], title: str, reason:
         source_key = gateway.get_client().get_experiment(source_experiment_id).key
     with transaction.atomic():
         job = BulkJob.objects.create(
-            kind=kind, requester=requester, title=(title.strip() or _default_title(kind, len(preview.ids), preview.targets))[:300],
+            kind=kind, requester=requester, title=title.strip()[:300],
             reason=reason.strip(), source_experiment_id=source_experiment_id if kind == Kind.COPY else "",
             source_experiment_key=source_key, source_variant_key=source_variant_key if kind == Kind.COPY else "",
             sweep_filter=sweep_filter if kind == Kind.SWEEP else "", sweep_value=sweep_value,
             ids_text="\n".join(preview.ids), id_count=len(preview.ids), fingerprint="",
-            preview=preview.as_dict(),
         )
-        _store_targets(job, preview.targets)
-        job.fingerprint = job_fingerprint(job)
-        job.preview["tier"] = job_tier(job)
-        job.save(update_fields=["fingerprint", "preview", "updated_at"])
+        _store_preview(job, preview)
     return job, preview
+
+
+def _store_preview(job: BulkJob, preview: Preview) -> None:
+    """Store the preview and its ledger on ``job`` (inside the caller's transaction)."""
+    _store_targets(job, preview.targets)
+    job.title = job.title or _default_title(job.kind, len(preview.ids), preview.targets)[:300]
+    job.preview = preview.as_dict()
+    job.fingerprint = job_fingerprint(job)
+    job.preview["tier"] = job_tier(job)
+    job.save()
+
+
+# A sweep reads every variant of every matching experiment: hundreds of reads inside the rate
+# budget, too long for a web request. The page stores the job as "previewing" and a worker
+# reads, reporting how far it got; the job becomes a draft (or fails, saying why) when done.
+PREVIEW_PROGRESS_SECONDS = 1.0
+
+
+def bulk_sweep_draft(*, requester, ids: list[str], title: str, reason: str, sweep_filter: str,
+                     sweep_value: str) -> BulkJob:
+    """Store a sweep as "previewing" and queue its preview (``bulk_job_build_preview``)."""
+    from experiments_app.bulk.tasks import build_bulk_preview
+
+    sweep_value = _check_job(requester=requester, kind=Kind.SWEEP, reason=reason, experiment_id="",
+                             variant_key="", source_experiment_id="", source_variant_key="",
+                             sweep_filter=sweep_filter, sweep_value=sweep_value)
+    if not ids:
+        raise ValidationError("There are no ids to work with.")
+    with transaction.atomic():
+        job = BulkJob.objects.create(
+            kind=Kind.SWEEP, status=JobStatus.PREVIEWING, requester=requester, title=title.strip()[:300],
+            reason=reason.strip(), sweep_filter=sweep_filter, sweep_value=sweep_value, ids_text="\n".join(ids),
+            id_count=len(ids), fingerprint="", preview={"reading": {"done": 0, "total": None}})
+        build_bulk_preview.delay_on_commit(job.pk)
+    return job
+
+
+def bulk_job_build_preview(*, job_id: int) -> str:
+    """Work a "previewing" job's preview; safe to run twice (only one ends it)."""
+    job = BulkJob.objects.filter(pk=job_id, status=JobStatus.PREVIEWING).first()
+    if job is None:
+        return "not-previewing"
+    last_report = 0.0
+
+    def progress(done: int, total: int) -> None:
+        nonlocal last_report
+        if done < total and time.monotonic() - last_report < PREVIEW_PROGRESS_SECONDS:
+            return
+        last_report = time.monotonic()
+        BulkJob.objects.filter(pk=job_id, status=JobStatus.PREVIEWING) \
+            .update(preview={"reading": {"done": done, "total": total}}, updated_at=_now())
+
+    try:
+        preview = bulk_job_preview(kind=job.kind, ids=job.ids, sweep_filter=job.sweep_filter,
+                                   sweep_value=job.sweep_value, progress=progress)
+    except gateway.UpstreamError as error:
+        return _preview_failed(job_id, f"The experiment service could not be read: {error.message}. "
+                                       "Nothing was queued; draft the job again.")
+    if preview.refused:
+        return _preview_failed(job_id, "Refused: " + " ".join(preview.problems), preview)
+    with transaction.atomic():
+        job = BulkJob.objects.select_for_update().filter(pk=job_id, status=JobStatus.PREVIEWING).first()
+        if job is None:  # cancelled, or another run finished first
+            return "not-previewing"
+        job.items.all().delete()
+        job.targets.all().delete()
+        job.status = JobStatus.DRAFT
+        _store_preview(job, preview)
+    return job.status
+
+
+def _preview_failed(job_id: int, error: str, preview: Preview | None = None) -> str:
+    BulkJob.objects.filter(pk=job_id, status=JobStatus.PREVIEWING).update(
+        status=JobStatus.FAILED, error=error, finished_at=_now(), updated_at=_now(),
+        preview=preview.as_dict() if preview else {})
+    return JobStatus.FAILED
 
 
 def _store_targets(job: BulkJob, plans: list[TargetPlan]) -> None:
@@ -435,11 +524,7 @@ def bulk_job_revise(*, actor, job: BulkJob, ids: list[str], reason: str) -> tupl
         job.targets.all().delete()
         job.ids_text = "\n".join(preview.ids)
         job.id_count = len(preview.ids)
-        job.preview = preview.as_dict()
-        _store_targets(job, preview.targets)
-        job.fingerprint = job_fingerprint(job)
-        job.preview["tier"] = job_tier(job)
-        job.save()
+        _store_preview(job, preview)
         change_request_edit(actor=actor, change_request=job.change_request, reason=reason,
                             plan=[{"op": "bulk_job", "job": job.pk, "hash": job.fingerprint}],
                             tier=job.preview["tier"])
@@ -512,7 +597,7 @@ def bulk_job_cancel(*, actor, job: BulkJob) -> BulkJob:
         raise PermissionDenied("Only the requester or an approver can cancel this job.")
     with transaction.atomic():
         job = BulkJob.objects.select_for_update().get(pk=job.pk)
-        if job.status == JobStatus.DRAFT:
+        if job.status in (JobStatus.PREVIEWING, JobStatus.DRAFT):
             job.status = JobStatus.CANCELLED
             job.cancelled_by = actor
             job.finished_at = timezone.now()
@@ -632,8 +717,9 @@ def bulk_job_claim(*, job_id: int, owner: str) -> bool:
 
 
 def bulk_jobs_requeue_stale(*, stale_seconds: float | None = None) -> list[int]:
-    """Queue again every active job whose worker stopped beating (beat runs this)."""
-    from experiments_app.bulk.tasks import run_bulk_job
+    """Queue again every active job whose worker stopped beating, and every preview that stopped
+    reporting progress (beat runs this)."""
+    from experiments_app.bulk.tasks import build_bulk_preview, run_bulk_job
 
     cutoff = _stale_cutoff(stale_seconds)
     stale = list(BulkJob.objects.filter(status__in=ACTIVE_STATUSES)
@@ -645,7 +731,12 @@ def bulk_jobs_requeue_stale(*, stale_seconds: float | None = None) -> list[int]:
     for pk in stale:
         logger.warning("bulk job %s: heartbeat is stale; queueing it again", pk)
         run_bulk_job.delay(pk)
-    return stale
+    previews = list(BulkJob.objects.filter(status=JobStatus.PREVIEWING, updated_at__lt=cutoff)
+                    .values_list("pk", flat=True))
+    for pk in previews:
+        logger.warning("bulk job %s: its preview stopped making progress; queueing it again", pk)
+        build_bulk_preview.delay(pk)
+    return stale + previews
 
 
 def _finish_cancelled_unclaimed(job: BulkJob) -> None:

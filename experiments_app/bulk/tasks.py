@@ -11,6 +11,11 @@ def run_bulk_job(job_id: int) -> str:
     return services.bulk_job_run(job_id=job_id)
 
 
+@shared_task(acks_late=True)
+def build_bulk_preview(job_id: int) -> str:
+    return services.bulk_job_build_preview(job_id=job_id)
+
+
 @shared_task
 def requeue_stale_bulk_jobs() -> list[int]:
     return services.bulk_jobs_requeue_stale()

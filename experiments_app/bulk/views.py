@@ -73,9 +73,13 @@ def job_new(request):
         data = form.cleaned_data
 
         def create():
-            target = source = None
-            if data["kind"] != Kind.SWEEP:
-                target = services.experiment_resolve(data["experiment"])
+            if data["kind"] == Kind.SWEEP:  # many reads: a worker previews it, the job page shows how far
+                return services.bulk_sweep_draft(
+                    requester=request.user, ids=form.parsed.ids, title=data.get("title") or "",
+                    reason=data["reason"], sweep_filter=data.get("sweep_filter") or "",
+                    sweep_value=data.get("sweep_value") or ""), None
+            target = services.experiment_resolve(data["experiment"])
+            source = None
             if data["kind"] == Kind.COPY:
                 source = services.experiment_resolve(data["source_experiment"])
             return services.bulk_job_create(
@@ -87,7 +91,9 @@ def job_new(request):
                 sweep_filter=data.get("sweep_filter") or "", sweep_value=data.get("sweep_value") or "")
 
         done, preview = _previewed(request, form, create,
-                                   "Preview ready: check the numbers, then submit it for review.")
+                                   "Reading every matching variant: the preview appears here when it is ready."
+                                   if data["kind"] == Kind.SWEEP
+                                   else "Preview ready: check the numbers, then submit it for review.")
         if done:
             return done
     context = {"form": form, "parsed": form.parsed, "preview": preview.as_dict() if preview else None}
@@ -106,7 +112,8 @@ def _detail_context(request, job: BulkJob) -> dict:
         "failed_items": selectors.bulk_job_failed_items(job) if progress.failed else [],
         "can_submit": job.status == JobStatus.DRAFT and request.user == job.requester,
         "draft_hours": f"{settings.BULK_DRAFT_MAX_AGE_HOURS:g}",
-        "can_cancel": (job.status in (JobStatus.DRAFT, JobStatus.REVIEW) and request.user == job.requester)
+        "can_cancel": (job.status in (JobStatus.PREVIEWING, JobStatus.DRAFT, JobStatus.REVIEW)
+                       and request.user == job.requester)
         or (job.status in (JobStatus.QUEUED, JobStatus.RUNNING) and not job.cancel_requested
             and (request.user == job.requester or request.user.has_perm(roles.APPROVE))),
         "can_revise": job.status == JobStatus.REVIEW and request.user == job.requester
@@ -115,7 +122,8 @@ def _detail_context(request, job: BulkJob) -> dict:
         "undo_jobs": job.undo_jobs.all(),
         # Poll every second while a worker is on it; every 5 s while in review, so that a page left
         # open starts moving once the last approval comes in.
-        "polling": job.status in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.REVIEW),
+        "polling": job.status in (JobStatus.PREVIEWING, JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.REVIEW),
+        "reading": job.preview.get("reading") if job.status == JobStatus.PREVIEWING else None,
         "poll_every": "5s" if job.status == JobStatus.REVIEW else "1s",
     }
 
@@ -140,6 +148,8 @@ def job_detail(request, job_id: int):
 @require_permission(roles.VIEW)
 def job_progress(request, job_id: int):
     job = _job(job_id)
+    if request.GET.get("from") == JobStatus.PREVIEWING and job.status != JobStatus.PREVIEWING:
+        return HttpResponse(headers={"HX-Refresh": "true"})  # the preview is in: show the whole page
     context = _detail_context(request, job)
     # The bar, and the variants table beside it swapped out of band, so both stay current.
     response = HttpResponse(render_to_string(f"{DETAIL}#status_panel", context, request)

@@ -67,3 +67,52 @@ def test_csv_upload_preview_approval_and_progress_to_100_percent(page, live_serv
     settings.MANAGEMENT_API_FAULTS = ""
     assert BulkJob.objects.get().status == JobStatus.SUCCEEDED
     assert sorted(upstream_client.list_inclusions(experiment, "treatment")) == ids("tester", 300)
+
+
+def test_sweep_reads_in_the_background_then_two_approvals_and_every_variant_is_clean(
+        page, live_server, editor, approver, make_user, login, upstream_client, bulk_worker, settings):
+    second_approver = make_user("arno-approver", "Approver")
+    tag = f"offboard-{new_experiment(upstream_client)}"
+    experiments = [new_experiment(upstream_client, prefix="sweep", tags=[tag]) for _ in range(4)]
+    for experiment_id in experiments:
+        for variant in ("control", "treatment"):
+            include(upstream_client, experiment_id, variant, ["leaver-1", "leaver-2", f"stays-{variant}"])
+    settings.MANAGEMENT_API_FAULTS = "latency=1:0.15"  # slow enough to see the reading
+
+    login(editor)
+    page.goto(f"{live_server.url}/bulk-jobs/new/")
+    page.get_by_label("Remove ids from every variant of matching experiments").check()
+    page.get_by_label("Which experiments").select_option("tag")
+    page.get_by_label("Tag or deployment id").fill(tag)
+    page.get_by_label("Ids (one per line)").fill("leaver-1\nleaver-2\nleaver-3\n")
+    page.get_by_label("Why").fill("Offboarding three contractors")
+    page.get_by_role("button", name="Preview").click()
+
+    expect(page).to_have_url(re.compile(r"/bulk-jobs/\d+/$"))
+    expect(page.locator(".job-status")).to_have_text("Reading the variants")
+    # When the worker is done, the page reloads itself into the preview.
+    preview = page.get_by_role("region", name="Preview")
+    expect(preview.locator('[data-figure="remove"]')).to_have_text("16", timeout=30_000)
+    expect(preview.locator('[data-figure="targets"]')).to_have_text("8")
+    expect(preview.locator('[data-figure="absent"]')).to_have_text("1")
+    expect(page.locator(".job-status")).to_have_text("Draft (preview)")
+    page.get_by_role("button", name="Submit for review").click()
+    expect(page.get_by_text("needs 2 approval(s) before it runs")).to_be_visible()
+    job = BulkJob.objects.get()
+
+    for reviewer in (approver, second_approver):
+        page.get_by_role("button", name="Log out").click()
+        login(reviewer)
+        page.goto(f"{live_server.url}{job.get_absolute_url()}")
+        page.get_by_role("link", name=f"#{job.change_request_id}").click()
+        page.get_by_role("button", name="Approve").click()
+        expect(page.get_by_text("Approved.", exact=True)).to_be_visible()
+
+    page.goto(f"{live_server.url}{job.get_absolute_url()}")
+    expect(page.locator('[data-figure="percent"]')).to_have_text("100%", timeout=60_000)
+    expect(page.locator(".bulk-outcome mark")).to_have_text("Verified")
+    expect(page.locator('#bulk-targets [data-figure="targets"]')).to_have_text("8 of 8 done · 8 verified")
+    settings.MANAGEMENT_API_FAULTS = ""
+    for experiment_id in experiments:
+        for variant in ("control", "treatment"):
+            assert upstream_client.list_inclusions(experiment_id, variant) == [f"stays-{variant}"]

@@ -24,7 +24,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='bulkjob',
             name='status',
-            field=models.CharField(choices=[('draft', 'Draft (preview)'), ('review', 'In review'), ('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled'), ('rejected', 'Rejected in review'), ('expired', 'Expired in review')], db_index=True, default='draft', max_length=10),
+            field=models.CharField(choices=[('previewing', 'Reading the variants'), ('draft', 'Draft (preview)'), ('review', 'In review'), ('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled'), ('rejected', 'Rejected in review'), ('expired', 'Expired in review')], db_index=True, default='draft', max_length=10),
         ),
         migrations.RunPython(end_closed_reviews, migrations.RunPython.noop),
     ]
