@@ -406,8 +406,9 @@ def bulk_sweep_draft(*, requester, ids: list[str], title: str, reason: str, swee
 
 
 def bulk_job_build_preview(*, job_id: int) -> str:
-    """Work a "previewing" job's preview; safe to run twice (only one ends it)."""
-    job = BulkJob.objects.filter(pk=job_id, status=JobStatus.PREVIEWING).first()
+    """Work a "previewing" job's reads (a sweep's preview, an undo's ledger); safe to run twice
+    (only one run ends it)."""
+    job = BulkJob.objects.select_related("undo_of").filter(pk=job_id, status=JobStatus.PREVIEWING).first()
     if job is None:
         return "not-previewing"
     last_report = 0.0
@@ -421,12 +422,15 @@ def bulk_job_build_preview(*, job_id: int) -> str:
             .update(preview={"reading": {"done": done, "total": total}}, updated_at=_now())
 
     try:
-        preview = bulk_job_preview(kind=job.kind, ids=job.ids, sweep_filter=job.sweep_filter,
-                                   sweep_value=job.sweep_value, progress=progress)
+        if job.kind == Kind.UNDO:
+            targets, present = _read_undo_targets(job, progress)
+        else:
+            preview = bulk_job_preview(kind=job.kind, ids=job.ids, sweep_filter=job.sweep_filter,
+                                       sweep_value=job.sweep_value, progress=progress)
     except gateway.UpstreamError as error:
         return _preview_failed(job_id, f"The experiment service could not be read: {error.message}. "
                                        "Nothing was queued; draft the job again.")
-    if preview.refused:
+    if job.kind != Kind.UNDO and preview.refused:
         return _preview_failed(job_id, "Refused: " + " ".join(preview.problems), preview)
     with transaction.atomic():
         job = BulkJob.objects.select_for_update().filter(pk=job_id, status=JobStatus.PREVIEWING).first()
@@ -434,8 +438,11 @@ def bulk_job_build_preview(*, job_id: int) -> str:
             return "not-previewing"
         job.items.all().delete()
         job.targets.all().delete()
-        job.status = JobStatus.DRAFT
-        _store_preview(job, preview)
+        if job.kind == Kind.UNDO:
+            _store_undo(job, targets, present)
+        else:
+            job.status = JobStatus.DRAFT
+            _store_preview(job, preview)
     return job.status
 
 
@@ -633,59 +640,74 @@ def _cancel_note(job: BulkJob) -> str:
 
 
 def bulk_job_undo(*, actor, job: BulkJob) -> BulkJob:
-    """Draft a job reversing exactly the items ``job`` applied (it is reviewed like any job)."""
+    """Draft a job reversing exactly the items ``job`` applied (it is reviewed like any job). Like
+    a sweep's preview, reading the variants it touched runs in the worker ("previewing")."""
+    from experiments_app.bulk.tasks import build_bulk_preview
+
     _require(actor, roles.REQUEST, "Only editors can create bulk jobs.")
     if not job.is_finished:
         raise ValidationError("Only a finished job can be undone.")
-    applied = job.items.filter(status=ItemStatus.APPLIED)
-    if not applied.exists():
+    if not job.items.filter(status=ItemStatus.APPLIED).exists():
         raise ValidationError("This job applied nothing: there is nothing to undo.")
-    client = gateway.get_client()
-    # Read every variant before writing anything: no upstream call inside a transaction.
-    targets = list(job.targets.filter(items__status=ItemStatus.APPLIED).distinct().order_by("position"))
-    present = {target.pk: set(client.list_inclusions(target.experiment_id, target.variant_key))
-               for target in targets}
-    ids: dict[str, None] = {}
     with transaction.atomic():
         undo = BulkJob.objects.create(
-            kind=Kind.UNDO, requester=actor, title=f"Undo of bulk job #{job.pk}: {job.title}"[:300],
-            reason=f"Undo bulk job #{job.pk}", undo_of=job, ids_text="", id_count=0, fingerprint="",
-        )
-        totals = {"add": 0, "remove": 0, "already": 0, "absent": 0}
-        calls = 0
-        for position, target in enumerate(targets):
-            rows = list(applied.filter(target=target).values_list("user_id", "action"))
-            new_target = BulkTarget.objects.create(job=undo, position=position, experiment_id=target.experiment_id,
-                                                   experiment_key=target.experiment_key,
-                                                   variant_key=target.variant_key)
-            items = []
-            adds = removes = 0
-            for user_id, action in rows:
-                ids[user_id] = None
-                reverse = Action.REMOVE if action == Action.ADD else Action.ADD
-                changes = (user_id in present[target.pk]) == (reverse == Action.REMOVE)
-                note = "" if changes else ("already included" if reverse == Action.ADD else "not included")
-                items.append(BulkJobItem(job=undo, target=new_target, user_id=user_id, action=reverse,
-                                         status=ItemStatus.PENDING if changes else ItemStatus.SKIPPED, note=note))
-                key = ("add" if reverse == Action.ADD else "remove") if changes else \
-                    ("already" if reverse == Action.ADD else "absent")
-                totals[key] += 1
-                adds += changes and reverse == Action.ADD
-                removes += changes and reverse == Action.REMOVE
-            _bulk_insert(items, BulkJobItem)
-            writes = math.ceil(adds / add_chunk_size()) + math.ceil(removes / BULK_DELETE_MAX)
-            calls += 2 + writes if writes else 0
-        position = len(targets)
-        undo.ids_text = "\n".join(ids)
-        undo.id_count = len(ids)
-        remaining = gateway.budget_remaining()
-        undo.preview = {**totals, "ids": len(ids), "targets": position, "invalid": 0, "over_cap": [],
-                        "calls": calls, "budget_remaining": remaining,
-                        "budget_share": round(100 * calls / remaining, 2) if remaining else None, "problems": []}
-        undo.fingerprint = job_fingerprint(undo)
-        undo.preview["tier"] = job_tier(undo)
-        undo.save()
+            kind=Kind.UNDO, status=JobStatus.PREVIEWING, requester=actor,
+            title=f"Undo of bulk job #{job.pk}: {job.title}"[:300], reason=f"Undo bulk job #{job.pk}", undo_of=job,
+            ids_text="", id_count=0, fingerprint="", preview={"reading": {"done": 0, "total": None}})
+        build_bulk_preview.delay_on_commit(undo.pk)
     return undo
+
+
+def _read_undo_targets(undo: BulkJob, progress: Callable[[int, int], None]) -> tuple[list[BulkTarget], dict]:
+    """The variants the undone job applied something to, each read as it is now."""
+    client = gateway.get_client()
+    targets = list(undo.undo_of.targets.filter(items__status=ItemStatus.APPLIED).distinct().order_by("position"))
+    present = {}
+    for done, target in enumerate(targets):
+        progress(done, len(targets))
+        present[target.pk] = set(client.list_inclusions(target.experiment_id, target.variant_key))
+    progress(len(targets), len(targets))
+    return targets, present
+
+
+def _store_undo(undo: BulkJob, targets: list[BulkTarget], present: dict) -> None:
+    """The undo's ledger: every applied item reversed, skipped where the variant already agrees
+    (inside the caller's transaction)."""
+    applied = undo.undo_of.items.filter(status=ItemStatus.APPLIED)
+    ids: dict[str, None] = {}
+    totals = {"add": 0, "remove": 0, "already": 0, "absent": 0}
+    calls = 0
+    for position, target in enumerate(targets):
+        rows = list(applied.filter(target=target).values_list("user_id", "action"))
+        new_target = BulkTarget.objects.create(job=undo, position=position, experiment_id=target.experiment_id,
+                                               experiment_key=target.experiment_key, variant_key=target.variant_key)
+        items = []
+        adds = removes = 0
+        for user_id, action in rows:
+            ids[user_id] = None
+            reverse = Action.REMOVE if action == Action.ADD else Action.ADD
+            changes = (user_id in present[target.pk]) == (reverse == Action.REMOVE)
+            note = "" if changes else ("already included" if reverse == Action.ADD else "not included")
+            items.append(BulkJobItem(job=undo, target=new_target, user_id=user_id, action=reverse,
+                                     status=ItemStatus.PENDING if changes else ItemStatus.SKIPPED, note=note))
+            key = ("add" if reverse == Action.ADD else "remove") if changes else \
+                ("already" if reverse == Action.ADD else "absent")
+            totals[key] += 1
+            adds += changes and reverse == Action.ADD
+            removes += changes and reverse == Action.REMOVE
+        _bulk_insert(items, BulkJobItem)
+        writes = math.ceil(adds / add_chunk_size()) + math.ceil(removes / BULK_DELETE_MAX)
+        calls += 2 + writes if writes else 0
+    undo.ids_text = "\n".join(ids)
+    undo.id_count = len(ids)
+    remaining = gateway.budget_remaining()
+    undo.preview = {**totals, "ids": len(ids), "targets": len(targets), "invalid": 0, "over_cap": [],
+                    "calls": calls, "budget_remaining": remaining,
+                    "budget_share": round(100 * calls / remaining, 2) if remaining else None, "problems": []}
+    undo.status = JobStatus.DRAFT
+    undo.fingerprint = job_fingerprint(undo)
+    undo.preview["tier"] = job_tier(undo)
+    undo.save()
 
 
 # --- Running -----------------------------------------------------------------------------------

@@ -222,7 +222,7 @@ def job_undo(request, job_id: int):
     except gateway.UpstreamError as error:
         messages.error(request, f"The experiment service could not be read: {error.message}")
         return _go(request, job.get_absolute_url())
-    messages.success(request, "Undo job drafted: check it, then submit it for review.")
+    messages.success(request, "Reading the variants for the undo job: its preview appears here when it is ready.")
     return _go(request, undo.get_absolute_url())
 
 

@@ -4,7 +4,7 @@ import time
 import uuid
 
 from experiments_app.bulk import services
-from experiments_app.bulk.models import FINISHED_STATUSES, BulkJob
+from experiments_app.bulk.models import FINISHED_STATUSES, BulkJob, JobStatus
 from experiments_app.change_requests import change_request_approve
 from experiments_app.models import Status as RequestStatus
 
@@ -44,6 +44,14 @@ def wait_finished(job: BulkJob, timeout: float = 60.0) -> BulkJob:
             return job
         time.sleep(0.1)
     raise AssertionError(f"job #{job.pk} still {job.status} after {timeout}s")
+
+
+def wait_previewed(job: BulkJob, timeout: float = 30.0) -> BulkJob:
+    """A sweep or undo drafted from a page is read by a worker: wait until it is a draft."""
+    wait_until(lambda: BulkJob.objects.filter(pk=job.pk).exclude(status=JobStatus.PREVIEWING).exists(),
+               timeout=timeout, what=f"job #{job.pk}'s preview")
+    job.refresh_from_db()
+    return job
 
 
 def wait_until(predicate, timeout: float = 30.0, what: str = "condition"):

@@ -5,7 +5,15 @@ import pytest
 from experiments_app.bulk import services
 from experiments_app.bulk.models import ItemStatus, JobStatus, Kind
 from experiments_app.models import Status as RequestStatus
-from tests.bulk.support import ids, include, new_experiment, submit_and_approve, wait_finished, wait_until
+from tests.bulk.support import (
+    ids,
+    include,
+    new_experiment,
+    submit_and_approve,
+    wait_finished,
+    wait_previewed,
+    wait_until,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,7 +42,9 @@ def test_a_cancelled_job_stops_and_its_undo_restores_the_variant_exactly(
     assert set(client.list_inclusions(experiment, "control")) == set(original) | applied
 
     undo = services.bulk_job_undo(actor=editor, job=job)
-    assert undo.kind == Kind.UNDO and undo.undo_of == job
+    assert undo.status == JobStatus.PREVIEWING  # the worker reads the variant
+    undo = wait_previewed(undo)
+    assert undo.kind == Kind.UNDO and undo.undo_of == job and undo.status == JobStatus.DRAFT
     assert set(undo.items.values_list("user_id", flat=True)) == applied
     assert set(undo.items.values_list("action", flat=True)) == {"remove"}
     assert undo.preview["remove"] == len(applied)
@@ -56,7 +66,7 @@ def test_undo_of_a_sweep_puts_back_exactly_the_removed_ids(bulk_worker, upstream
     wait_finished(submit_and_approve(sweep, requester=editor, approvers=[approver, second]))
     for experiment in experiments:
         assert client.list_inclusions(experiment, "control") == ["other"]
-    undo = services.bulk_job_undo(actor=editor, job=sweep)
+    undo = wait_previewed(services.bulk_job_undo(actor=editor, job=sweep))
     assert undo.items.count() == 6 and set(undo.items.values_list("action", flat=True)) == {"add"}
     undo = wait_finished(submit_and_approve(undo, requester=editor, approvers=[approver, second]))
     assert undo.status == JobStatus.SUCCEEDED
