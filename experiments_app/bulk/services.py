@@ -125,9 +125,10 @@ class TargetPlan:
 
     @property
     def calls(self) -> int:
-        """Calls the worker will make: one read before writing, the writes, one read to verify."""
+        """Calls the worker will make: one read before writing, the writes, one read to verify
+        (a variant with nothing to write still gets its read: something may have changed)."""
         writes = math.ceil(len(self.add) / add_chunk_size()) + math.ceil(len(self.remove) / BULK_DELETE_MAX)
-        return 2 + writes if writes else 0
+        return 2 + writes if writes else 1
 
 
 @dataclass
@@ -825,6 +826,7 @@ class _Runner:
         self._done = threading.Event()
         self.client = gateway.get_client()
         self.retries = int(_setting("BULK_TRANSIENT_RETRIES", 5))
+        self.job_ids = frozenset(job.ids)  # once: a 50,000-id list is not split again per variant
 
     # The lease is renewed by a thread of its own, once a HEARTBEAT_SECONDS, however long an
     # upstream call takes (the gateway may spend UPSTREAM_MAX_RETRY_SECONDS on one): a live
@@ -981,10 +983,12 @@ class _Runner:
                 changes.setdefault((wanted, note), []).append(pk)
             updated.append((pk, user_id, action, wanted))
         extra: list[str] = []
-        if self.job.kind == Kind.REPLACE:
-            wanted_ids = set(self.job.ids)
+        if self.job.kind == Kind.REPLACE:  # ids that appeared since the preview go too
             known = set(BulkJobItem.objects.filter(target=target, action=Action.REMOVE).values_list("user_id", flat=True))
-            extra = [u for u in current if u not in wanted_ids and u not in known]
+            extra = [u for u in current if u not in self.job_ids and u not in known]
+        elif self.job.kind == Kind.SWEEP:  # so do swept ids added since the preview
+            known = set(BulkJobItem.objects.filter(target=target).values_list("user_id", flat=True))
+            extra = [u for u in current if u in self.job_ids and u not in known]
         adding = [row for row in updated if row[2] == Action.ADD and row[3] == ItemStatus.PENDING]
         removing = sum(1 for row in updated if row[2] == Action.REMOVE and row[3] == ItemStatus.PENDING) + len(extra)
         would_hold = len(present) - removing + len(adding)
@@ -1019,11 +1023,13 @@ class _Runner:
         present = set(current)
         missing = [u for u, action in applied if action == Action.ADD and u not in present]
         lingering = [u for u, action in applied if action == Action.REMOVE and u in present]
+        if self.job.kind == Kind.SWEEP:  # none of the swept ids may be left, applied here or not
+            lingering = [u for u in current if u in self.job_ids]
         detail = {"holds": len(current), "missing": len(missing), "lingering": len(lingering),
                   "sample_missing": missing[:SAMPLE], "sample_lingering": lingering[:SAMPLE]}
         ok = not (missing or lingering)
         if self.job.kind == Kind.REPLACE:
-            wanted = set(self.job.ids)
+            wanted = self.job_ids
             failed_adds = set(target.items.filter(status=ItemStatus.FAILED, action=Action.ADD)
                               .values_list("user_id", flat=True))
             unexpected = [u for u in current if u not in wanted]

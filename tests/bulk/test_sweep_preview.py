@@ -97,3 +97,22 @@ def test_a_stalled_preview_is_queued_again_and_a_cancelled_one_stays_cancelled(e
     cancelled.refresh_from_db()
     assert stalled.status == JobStatus.DRAFT and stalled.items.count() == 12
     assert cancelled.status == JobStatus.CANCELLED and not cancelled.targets.exists()
+
+
+def test_a_swept_id_added_after_the_preview_is_swept_too_and_verified_gone(eager_tasks, editor, approver,
+                                                                           make_user, upstream_client):
+    from tests.bulk.support import submit_and_approve
+
+    tag = f"late-{new_experiment(upstream_client)}"
+    early, late = new_experiment(upstream_client, tags=[tag]), new_experiment(upstream_client, tags=[tag])
+    include(upstream_client, early, "control", ["gone", "kept"])
+    job, preview = services.bulk_job_create(requester=editor, kind="sweep", ids=["gone"], title="", reason="erasure",
+                                            sweep_filter="tag", sweep_value=tag)
+    assert job.preview["remove"] == 1 and job.preview["calls"] == 3 + 1 + 1 + 1  # 3 calls + a read per empty variant
+    include(upstream_client, late, "treatment", ["gone"])  # someone pins the id meanwhile
+    job = submit_and_approve(job, requester=editor, approvers=[approver, make_user("bo-approver", "Approver")])
+    assert job.status == JobStatus.SUCCEEDED and job.verified
+    assert upstream_client.list_inclusions(late, "treatment") == []
+    assert upstream_client.list_inclusions(early, "control") == ["kept"]
+    late_item = job.items.get(target__experiment_id=late)
+    assert (late_item.status, late_item.note) == ("applied", "appeared since the preview")
