@@ -14,10 +14,12 @@ from experiments_app.bulk.models import BulkJob, BulkJobItem, BulkTarget, ItemSt
 from experiments_app.bulk.services import progress_counts
 from experiments_app.models import Status as RequestStatus
 
-def bulk_job_list(*, mine_of=None) -> QuerySet[BulkJob]:
+def bulk_job_list(*, mine_of=None, status: str = "") -> QuerySet[BulkJob]:
     jobs = BulkJob.objects.select_related("requester", "change_request").order_by("-created_at", "-id")
     if mine_of is not None:
         jobs = jobs.filter(requester=mine_of)
+    if status:
+        jobs = jobs.filter(status=status)
     return jobs
 
 

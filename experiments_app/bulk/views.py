@@ -58,10 +58,15 @@ def _previewed(request, form, make, success: str):
 @require_permission(roles.VIEW)
 def job_list(request):
     mine = request.GET.get("mine") == "1"
-    page = Paginator(selectors.bulk_job_list(mine_of=request.user if mine else None), 50) \
+    status = request.GET.get("status", "")
+    if status not in JobStatus.values:
+        status = ""
+    page = Paginator(selectors.bulk_job_list(mine_of=request.user if mine else None, status=status), 50) \
         .get_page(request.GET.get("page"))
     rows = [(job, selectors.status_label(job), selectors.bulk_job_progress(job)) for job in page]
-    return render(request, LIST, {"page": page, "rows": rows, "mine": mine})
+    query = "&".join(filter(None, ["mine=1" if mine else "", f"status={status}" if status else ""]))
+    return render(request, LIST, {"page": page, "rows": rows, "mine": mine, "status": status,
+                                  "statuses": JobStatus.choices, "query": query})
 
 
 @require_http_methods(["GET", "POST"])

@@ -194,6 +194,26 @@ def test_the_list_shows_jobs_with_their_progress(eager_tasks, client, editor, vi
     assert "Pin the CEO" in page and "Draft (preview)" in page and "0 / 1" in page
 
 
+def test_the_list_filters_by_status_and_by_requester(eager_tasks, client, editor, make_user, experiment):
+    other = make_user("olga-editor", "Editor")
+    for requester, title in ((editor, "Eddie's draft"), (other, "Olga's draft"), (other, "Olga's cancelled")):
+        job, _ = services.bulk_job_create(requester=requester, kind=Kind.ADD, ids=["a"], title=title, reason="x",
+                                          experiment_id=experiment, variant_key="control")
+    services.bulk_job_cancel(actor=other, job=job)
+    client.force_login(editor)
+
+    def titles(query: str) -> list[str]:
+        page = client.get(reverse("bulk_jobs") + query).content.decode()
+        return [t for t in ("Eddie&#x27;s draft", "Olga&#x27;s draft", "Olga&#x27;s cancelled") if t in page]
+
+    assert len(titles("")) == 3
+    assert titles("?status=draft") == ["Eddie&#x27;s draft", "Olga&#x27;s draft"]
+    assert titles("?status=cancelled") == ["Olga&#x27;s cancelled"]
+    assert titles("?status=draft&mine=1") == ["Eddie&#x27;s draft"]
+    assert len(titles("?status=<script>")) == 3  # an unknown status is ignored
+    assert "No job matches these filters." in client.get(reverse("bulk_jobs") + "?status=running").content.decode()
+
+
 def test_submit_cancel_and_undo_buttons_work_from_the_page(eager_tasks, client, editor, approver, experiment,
                                                            upstream_client):
     job, _ = services.bulk_job_create(requester=editor, kind=Kind.ADD, ids=ids("s", 60), title="", reason="x",
