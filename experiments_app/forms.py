@@ -2,6 +2,7 @@ import json
 
 from django import forms
 
+from experiments_app.roles import ROLES
 from experiments_app.selectors import ExperimentFilters
 
 STATES = [("", "Any state"), ("planning", "Planning"), ("running", "Running"), ("decision-made", "Decision made")]
@@ -391,3 +392,16 @@ class PolicyForm(forms.Form):
 
         super().__init__(*args, **kwargs)
         self.fields["approver_group"].queryset = Group.objects.order_by("name")
+
+
+class UserAddForm(forms.Form):
+    username = forms.RegexField(regex=r"^[\w.@+-]{1,150}$", max_length=150,
+                                error_messages={"invalid": "Letters, digits and @ . + - _ only."})
+    email = forms.EmailField(required=False)
+    role = forms.ChoiceField(choices=[(r, r) for r in ROLES])
+    password = forms.CharField(widget=forms.PasswordInput(render_value=False), strip=False,
+                               help_text="They sign in with it; give it to them out of band.")
+
+
+class UserRoleForm(forms.Form):
+    role = forms.ChoiceField(choices=[(r, r) for r in ROLES])

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, register_converter
 
-from experiments_app.views import changes, experiments, health
+from experiments_app.views import changes, experiments, health, users
 
 
 class UpstreamIdConverter:
@@ -49,6 +49,10 @@ urlpatterns = [
     path("requests/<int:pk>/comment", changes.change_request_comment, name="change_request_comment"),
     path("requests/<int:pk>/rebase", changes.change_request_rebase, name="change_request_rebase"),
     path("policy/", changes.policy, name="policy"),
+    path("users/", users.user_list, name="users"),
+    path("users/add", users.user_add, name="user_add"),
+    path("users/<int:pk>/role", users.user_role, name="user_role"),
+    path("users/<int:pk>/active", users.user_active, name="user_active"),
     path("bulk-jobs/", include("experiments_app.bulk.urls")),
     path("audit/", include("experiments_app.audit.urls")),
 ]

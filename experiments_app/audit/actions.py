@@ -19,6 +19,9 @@ BULK_JOB_UNDONE = "bulk_job.undone"
 
 POLICY_CHANGED = "policy.changed"
 ROLE_CHANGED = "role.changed"
+USER_CREATED = "user.created"
+USER_DEACTIVATED = "user.deactivated"
+USER_REACTIVATED = "user.reactivated"
 API_KEY_CREATED = "api_key.created"
 API_KEY_REVOKED = "api_key.revoked"
 LOGIN = "auth.login"
@@ -44,6 +47,9 @@ LABELS: dict[str, str] = {
     BULK_JOB_UNDONE: "Bulk job undone",
     POLICY_CHANGED: "Policy changed",
     ROLE_CHANGED: "Role changed",
+    USER_CREATED: "User created",
+    USER_DEACTIVATED: "User deactivated",
+    USER_REACTIVATED: "User reactivated",
     API_KEY_CREATED: "API key created",
     API_KEY_REVOKED: "API key revoked",
     LOGIN: "Signed in",
