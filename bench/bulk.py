@@ -12,8 +12,9 @@ requests/s per project, side by side with a naive sequential script.
    experiments and the median ratio is the figure. Goal: elapsed within 1.15x of the limit's
    lower bound (calls / 100 s) and zero 429s.
 2. The peak memory of a 50,000-id job (an erasure sweep over 25 variants holding 2,000 of the
-   ids each: a 50,000-item ledger): tracemalloc's peak while the job runs (the upstream's server thread included) and the process's peak RSS.
-   Goal: under 150 MB.
+   ids each: a 50,000-item ledger): tracemalloc's peak while the job runs in this process, this
+   process's peak RSS, and -- the figure the goal is about -- the peak RSS (VmHWM) of a real
+   `celery worker` process (--pool solo) working a second job of the same size. Goal: under 150 MB.
 
 Uses a throwaway SQLite file under a temporary directory, or -- when DATABASE_URL is set -- a
 ``test_...`` database created (and dropped) beside that one.
@@ -37,6 +38,8 @@ from _setup import ROOT, TEMP_DIR, throwaway_database  # noqa: E402 - sets Djang
 import requests  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
+
+from experiments_app.bulk.models import BulkJob  # noqa: E402
 
 PROJECT_ID = "100001"
 SWEEP_EXPERIMENTS = int(os.environ.get("BENCH_SWEEP_EXPERIMENTS", 500))
@@ -74,18 +77,58 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _database_url() -> str:
+    """The benchmark's own database, for the processes it starts."""
+    params = connection.settings_dict
+    if params["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{params['NAME']}"
+    auth = params["USER"] + (f":{params['PASSWORD']}" if params.get("PASSWORD") else "")
+    return f"postgres://{auth}@{params.get('HOST') or '127.0.0.1'}:{params.get('PORT') or 5432}/{params['NAME']}"
+
+
+def worker_peak_rss(*, base_url: str, api_key: str, job_id_after) -> dict:
+    """Start a real `celery worker` (--pool solo: the task runs in the process measured), let it
+    work the job ``job_id_after()`` queues, and read the process's peak resident memory (VmHWM)."""
+    from portal.celery import app
+
+    queue = f"bench-{os.getpid()}"
+    app.conf.task_default_queue = queue  # only what is queued from here on reaches this worker
+    for cached in ("default_queue", "queues", "router"):
+        app.amqp.__dict__.pop(cached, None)
+    env = {**os.environ, "DATABASE_URL": _database_url(), "UPSTREAM_BASE_URL": base_url, "UPSTREAM_API_KEY": api_key,
+           "UPSTREAM_PROJECT_ID": PROJECT_ID, "LOG_LEVEL": "WARNING"}
+    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool", "solo", "-Q", queue,
+                               "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning"],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=SERVER_LOG)
+
+    def status(field: str) -> float:
+        for line in Path(f"/proc/{worker.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024  # kB -> MB
+        return 0.0
+
+    try:
+        time.sleep(5)  # started and idle
+        idle = status("VmRSS")
+        job = job_id_after()
+        started = time.perf_counter()
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and not BulkJob.objects.get(pk=job.pk).is_finished:
+            time.sleep(0.2)
+        elapsed = time.perf_counter() - started
+        job.refresh_from_db()
+        return {"idle": idle, "peak": status("VmHWM"), "elapsed": elapsed, "status": job.status,
+                "verified": job.verified, "ids": job.items.filter(status="applied").count()}
+    finally:
+        worker.terminate()
+        worker.wait(30)
+
+
 def start_upstream(limit: int = UPSTREAM_LIMIT) -> tuple[subprocess.Popen, str]:
     """The embedded API served as `make run` serves it (gunicorn, 2 processes x 8 threads), in its
     own processes: an in-thread server would share this process's GIL with the worker being
     measured, and the figure would be the server's CPU, not the worker's pacing."""
-    from django.db import connection as db
-
-    params = db.settings_dict
-    if params["ENGINE"].endswith("sqlite3"):
-        url = f"sqlite:///{params['NAME']}"
-    else:
-        auth = params["USER"] + (f":{params['PASSWORD']}" if params.get("PASSWORD") else "")
-        url = f"postgres://{auth}@{params.get('HOST') or '127.0.0.1'}:{params.get('PORT') or 5432}/{params['NAME']}"
+    url = _database_url()
     port = _free_port()
     global SERVER_LOG
     SERVER_LOG = open(Path(TEMP_DIR.name) / "upstream.log", "w")  # noqa: SIM115 - open while it runs
@@ -170,7 +213,8 @@ def naive_sweep(base_url: str, api_key: str, experiment_ids: list[str]) -> Count
 
 
 def portal_job(*, requester, approvers, kind: str, ids: list[str], **target):
-    """Create, submit and approve a job as people would, then work it in-process."""
+    """Create, submit and approve a job as people would, and queue it (the apply step): the caller
+    works it in-process, or a worker takes the queued message."""
     from experiments_app import change_requests
     from experiments_app.bulk import services
 
@@ -264,6 +308,14 @@ def run() -> dict:
                          "create_peak_mb": create_peak / 1024 / 1024, "peak_mb": run_peak / 1024 / 1024,
                          "rss_before": rss_before, "rss_after": rss_after, "outcome": outcome,
                          "verified": job.verified}
+
+    # --- 2b. The same size of job worked by a real Celery worker process ------------------
+    seed("worker", MEMORY_VARIANTS, lambda n, key: everyone[n * MEMORY_IDS_PER_VARIANT:(n + 1) * MEMORY_IDS_PER_VARIANT]
+         if key == "control" else [], tags=["erasure-worker"])
+    results["worker"] = worker_peak_rss(
+        base_url=base_url, api_key=raw_key,
+        job_id_after=lambda: portal_job(requester=editor, approvers=approvers, kind="sweep", ids=everyone,
+                                        sweep_filter="tag", sweep_value="erasure-worker"))
     server.terminate()
     server.wait(15)
     return results
@@ -314,6 +366,11 @@ def main() -> None:
     print(f"  process peak RSS (the bench process: web side + worker side): {memory['rss_before']:.0f} MB before, "
           f"{memory['rss_after']:.0f} MB after (goal < {MEMORY_GOAL_MB} MB: "
           f"{'yes' if memory['rss_after'] < MEMORY_GOAL_MB else 'NO'})")
+    worker = results["worker"]
+    print(f"  a real Celery worker process (--pool solo) working the same job: {worker['ids']:,} removed in "
+          f"{worker['elapsed']:.1f}s, job {worker['status']}, verified={worker['verified']}; resident memory "
+          f"{worker['idle']:.0f} MB idle, peak {worker['peak']:.0f} MB (goal < {MEMORY_GOAL_MB} MB: "
+          f"{'yes' if worker['peak'] < MEMORY_GOAL_MB else 'NO'})")
 
 
 if __name__ == "__main__":
