@@ -982,12 +982,13 @@ class _Runner:
                     ("already included" if action == Action.ADD else "not included")
                 changes.setdefault((wanted, note), []).append(pk)
             updated.append((pk, user_id, action, wanted))
+        # Before its first write a target's items are all in ``rows`` (pending or skipped).
         extra: list[str] = []
         if self.job.kind == Kind.REPLACE:  # ids that appeared since the preview go too
-            known = set(BulkJobItem.objects.filter(target=target, action=Action.REMOVE).values_list("user_id", flat=True))
+            known = {user_id for _, user_id, action, _ in rows if action == Action.REMOVE}
             extra = [u for u in current if u not in self.job_ids and u not in known]
         elif self.job.kind == Kind.SWEEP:  # so do swept ids added since the preview
-            known = set(BulkJobItem.objects.filter(target=target).values_list("user_id", flat=True))
+            known = {user_id for _, user_id, _, _ in rows}
             extra = [u for u in current if u in self.job_ids and u not in known]
         adding = [row for row in updated if row[2] == Action.ADD and row[3] == ItemStatus.PENDING]
         removing = sum(1 for row in updated if row[2] == Action.REMOVE and row[3] == ItemStatus.PENDING) + len(extra)

@@ -220,12 +220,9 @@ def job_cancel(request, job_id: int):
 def job_undo(request, job_id: int):
     job = _job(job_id)
     try:
-        undo = services.bulk_job_undo(actor=request.user, job=job)
+        undo = services.bulk_job_undo(actor=request.user, job=job)  # the worker reads the variants
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
-        return _go(request, job.get_absolute_url())
-    except gateway.UpstreamError as error:
-        messages.error(request, f"The experiment service could not be read: {error.message}")
         return _go(request, job.get_absolute_url())
     messages.success(request, "Reading the variants for the undo job: its preview appears here when it is ready.")
     return _go(request, undo.get_absolute_url())

@@ -239,3 +239,16 @@ def test_a_sweep_by_deployment_takes_its_label_and_reaches_only_its_experiments(
                                             reason="offboarding", sweep_filter="deployment", sweep_value="ios-app")
     assert {t.experiment_id for t in preview.targets} == {inside}
     assert job.preview["remove"] == 1
+
+
+def test_a_replace_also_removes_ids_pinned_after_its_preview(eager_tasks, upstream_client, editor, approver):
+    experiment = new_experiment(upstream_client)
+    include(upstream_client, experiment, "control", ["a", "b"])
+    job, _ = services.bulk_job_create(requester=editor, kind=Kind.REPLACE, ids=ids("r", 60) + ["a"], title="",
+                                      reason="new cohort", experiment_id=experiment, variant_key="control")
+    include(upstream_client, experiment, "control", ["late"])
+    job = submit_and_approve(job, requester=editor, approvers=[approver])
+    assert job.status == JobStatus.SUCCEEDED and job.verified
+    assert sorted(upstream_client.list_inclusions(experiment, "control")) == sorted(ids("r", 60) + ["a"])
+    late = job.items.get(user_id="late")
+    assert (late.action, late.status, late.note) == ("remove", ItemStatus.APPLIED, "appeared since the preview")
