@@ -11,7 +11,7 @@ from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from experiments_app.bulk.models import BulkJob, BulkJobItem, BulkTarget, ItemStatus, JobStatus
-from experiments_app.bulk.services import progress_counts
+from experiments_app.bulk.services import progress_counts, progress_counts_many
 from experiments_app.models import Status as RequestStatus
 
 def bulk_job_list(*, mine_of=None, status: str = "") -> QuerySet[BulkJob]:
@@ -49,8 +49,14 @@ class Progress:
     finished: bool
 
 
-def bulk_job_progress(job: BulkJob) -> Progress:
-    counts = progress_counts(job)
+def bulk_jobs_progress(jobs: list[BulkJob]) -> list[Progress]:
+    """Progress of a page of jobs: one query for all their ledgers."""
+    counts = progress_counts_many([job.pk for job in jobs])
+    return [bulk_job_progress(job, counts[job.pk]) for job in jobs]
+
+
+def bulk_job_progress(job: BulkJob, counts: dict | None = None) -> Progress:
+    counts = progress_counts(job) if counts is None else counts
     total = counts["total"]
     percent = 100 if job.status == JobStatus.SUCCEEDED else (int(100 * counts["done"] / total) if total else 0)
     rate = eta = None

@@ -1092,8 +1092,20 @@ def _finish(job: BulkJob, owner: str, *, cancelled: bool = False, error: str = "
 
 
 def progress_counts(job: BulkJob) -> dict:
-    rows = dict(BulkJobItem.objects.filter(job=job).values_list("status").annotate(n=Count("id")).order_by())
-    counts = {status: int(rows.get(status, 0)) for status in ItemStatus.values}
-    counts["total"] = sum(counts[s] for s in ItemStatus.values)
-    counts["done"] = counts["total"] - counts["pending"]
-    return counts
+    return progress_counts_many([job.pk])[job.pk]
+
+
+def progress_counts_many(job_ids: list[int]) -> dict[int, dict]:
+    """Ledger counts by status (and total, done) for several jobs in one grouped query."""
+    rows: dict[int, dict] = {pk: {} for pk in job_ids}
+    grouped = BulkJobItem.objects.filter(job_id__in=job_ids).values_list("job_id", "status") \
+        .annotate(n=Count("id")).order_by()
+    for job_id, status, n in grouped:
+        rows[job_id][status] = n
+    result = {}
+    for job_id, by_status in rows.items():
+        counts = {status: int(by_status.get(status, 0)) for status in ItemStatus.values}
+        counts["total"] = sum(counts[s] for s in ItemStatus.values)
+        counts["done"] = counts["total"] - counts["pending"]
+        result[job_id] = counts
+    return result

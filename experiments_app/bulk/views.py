@@ -63,7 +63,9 @@ def job_list(request):
         status = ""
     page = Paginator(selectors.bulk_job_list(mine_of=request.user if mine else None, status=status), 50) \
         .get_page(request.GET.get("page"))
-    rows = [(job, selectors.status_label(job), selectors.bulk_job_progress(job)) for job in page]
+    jobs = list(page)
+    rows = [(job, selectors.status_label(job), progress)
+            for job, progress in zip(jobs, selectors.bulk_jobs_progress(jobs))]
     query = "&".join(filter(None, ["mine=1" if mine else "", f"status={status}" if status else ""]))
     return render(request, LIST, {"page": page, "rows": rows, "mine": mine, "status": status,
                                   "statuses": JobStatus.choices, "query": query})

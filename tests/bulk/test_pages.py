@@ -194,6 +194,23 @@ def test_the_list_shows_jobs_with_their_progress(eager_tasks, client, editor, vi
     assert "Pin the CEO" in page and "Draft (preview)" in page and "0 / 1" in page
 
 
+def test_the_list_makes_as_many_queries_for_three_jobs_as_for_six(eager_tasks, client, editor, experiment):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def listed(count: int) -> int:
+        for n in range(count - BulkJob.objects.count()):
+            services.bulk_job_create(requester=editor, kind=Kind.ADD, ids=ids(f"q{n}", 2), title="", reason="x",
+                                     experiment_id=experiment, variant_key="control")
+        with CaptureQueriesContext(connection) as queries:
+            page = client.get(reverse("bulk_jobs")).content.decode()
+        assert page.count("0 / 2 (0%)") == count
+        return len(queries)
+
+    client.force_login(editor)
+    assert listed(3) == listed(6)
+
+
 def test_the_list_filters_by_status_and_by_requester(eager_tasks, client, editor, make_user, experiment):
     other = make_user("olga-editor", "Editor")
     for requester, title in ((editor, "Eddie's draft"), (other, "Olga's draft"), (other, "Olga's cancelled")):
