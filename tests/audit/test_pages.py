@@ -123,6 +123,7 @@ def test_entry_detail_shows_the_diff_and_links_the_correlation_id(client, viewer
 
     content = response.content.decode()
     assert 'table class="diff"' in content and 'data-field="rolloutPercentage"' in content
+    assert "<th>Before</th><th>After</th>" in content
     assert "30%" in content and "40%" in content
     assert f'href="/audit/?correlation=cr-3"' in content
     assert response.context["correlated"] == [history[7]]

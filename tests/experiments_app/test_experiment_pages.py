@@ -146,6 +146,7 @@ def test_version_compare_marks_exactly_the_changed_fields(signed_in, upstream_cl
     changed = re.findall(r'<tr class="changed" data-field="([^"]+)"', html)
     assert sorted(changed) == ["description", "rolloutPercentage"]
     assert "2 fields changed" in html
+    assert f"<th>Version {versions[1]}</th><th>Version {versions[0]}</th>" in html
 
 
 def test_version_compare_reports_a_missing_version(signed_in, catalogue):
