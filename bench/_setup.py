@@ -10,8 +10,10 @@ It sets Django up on a SQLite file in a temporary folder -- or, when DATABASE_UR
 """
 
 import os
+import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,3 +58,16 @@ def throwaway_database(test_name: str = "") -> Iterator[None]:
                                    "WHERE datname = current_database() AND pid <> pg_backend_pid()")
             teardown_databases(old_config, verbosity=0)
         TEMP_DIR.cleanup()
+
+
+def median_get_ms(client, url: str, rounds: int, **headers) -> float:
+    """Median time of ``rounds`` GETs of ``url`` with a Django test client, after one warm-up
+    (which fills the read cache); every answer must be 200."""
+    client.get(url, headers=headers)
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        response = client.get(url, headers=headers)
+        samples.append(time.perf_counter() - started)
+        assert response.status_code == 200, (url, response.status_code)
+    return statistics.median(samples) * 1000

@@ -10,11 +10,10 @@ afterwards; without it, a throwaway SQLite file. The 1,000,000-entry figure need
 
 import os
 import resource
-import statistics
 import time
 import tracemalloc
 
-from _setup import throwaway_database  # noqa: E402 - sets Django up first
+from _setup import median_get_ms, throwaway_database  # noqa: E402 - sets Django up first
 
 from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
@@ -90,17 +89,6 @@ def fill_sqlite(count: int) -> None:
         cursor.execute("ANALYZE")
 
 
-def median_ms(client: Client, url: str, **headers) -> float:
-    client.get(url, headers=headers)
-    samples = []
-    for _ in range(ROUNDS):
-        started = time.perf_counter()
-        response = client.get(url, headers=headers)
-        samples.append(time.perf_counter() - started)
-        assert response.status_code == 200, (url, response.status_code)
-    return statistics.median(samples) * 1000
-
-
 def export_memory(client: Client, url: str) -> tuple[int, float, float]:
     """Rows streamed, tracemalloc peak (MiB) and growth of the process's peak RSS (MiB) while
     streaming the whole export."""
@@ -149,7 +137,7 @@ def run(count: int) -> None:
     print(f"{'page':<40} {'median':>10}  {'goal':>9}  ok")
     print("-" * 68)
     for name, url, headers in pages:
-        value = median_ms(client, url, **headers)
+        value = median_get_ms(client, url, ROUNDS, **headers)
         print(f"{name:<40} {value:>7.1f} ms  {'< ' + str(GOAL_MS) + ' ms':>9}  {'yes' if value < GOAL_MS else 'NO'}")
 
     print()

@@ -9,11 +9,9 @@ the gateway. Uses a throwaway SQLite file under a temporary directory, or — wh
 set — a ``test_…`` database created (and dropped) beside that one.
 """
 
-import statistics
 import threading
-import time
 
-from _setup import throwaway_database  # noqa: E402 - sets Django up first
+from _setup import median_get_ms, throwaway_database  # noqa: E402 - sets Django up first
 
 from django.conf import settings  # noqa: E402
 from django.core.servers.basehttp import WSGIRequestHandler  # noqa: E402
@@ -61,16 +59,10 @@ def seed_upstream(project_id: str) -> str:
 
 
 def measure(client: Client, url: str, **headers) -> tuple[float, int]:
-    client.get(url, headers=headers)  # fills the read cache
-    samples = []
-    for _ in range(ROUNDS):
-        started = time.perf_counter()
-        response = client.get(url, headers=headers)
-        samples.append(time.perf_counter() - started)
-        assert response.status_code == 200, (url, response.status_code)
+    value = median_get_ms(client, url, ROUNDS, **headers)
     with CaptureQueriesContext(connection) as queries:
         client.get(url, headers=headers)
-    return statistics.median(samples) * 1000, len(queries.captured_queries)
+    return value, len(queries.captured_queries)
 
 
 def run() -> list[tuple]:
