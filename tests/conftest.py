@@ -191,6 +191,18 @@ def embedded_upstream(live_server, settings, transactional_db):
 
 
 @pytest.fixture
+def celery_eager():
+    """Queued tasks run in the test process as they are queued (for tests that need no worker;
+    the worker itself is exercised by the tests that start one)."""
+    from portal.celery import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous
+
+
+@pytest.fixture
 def upstream_client(embedded_upstream):
     """The portal's own gateway client, talking to the embedded API over HTTP (for arranging data)."""
     from experiments_app import gateway

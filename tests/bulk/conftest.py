@@ -137,11 +137,5 @@ def bulk_worker(bulk_worker_factory):
 
 
 @pytest.fixture
-def eager_tasks(embedded_upstream, bulk_settings):
-    """Run queued tasks in the test process as they are queued (for tests that need no worker)."""
-    from portal.celery import app
-
-    previous = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = previous
+def eager_tasks(embedded_upstream, bulk_settings, celery_eager):
+    """Bulk settings and the embedded upstream, with queued tasks run in the test process."""

@@ -12,14 +12,7 @@ from experiments_app.audit.models import AuditEntry
 from experiments_app.models import ChangeRequest, Policy, Status, Tier
 
 
-@pytest.fixture(autouse=True)
-def eager_tasks():
-    """The apply task runs in-process when queued (the worker itself is exercised in tests/e2e)."""
-    from portal.celery import app
-
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = False
+pytestmark = pytest.mark.usefixtures("celery_eager")
 
 
 @pytest.fixture

@@ -6,13 +6,7 @@ from django.urls import reverse
 from experiments_app.models import ChangeRequest, Status
 
 
-@pytest.fixture(autouse=True)
-def eager_tasks():
-    from portal.celery import app
-
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = False
+pytestmark = pytest.mark.usefixtures("celery_eager")
 
 
 @pytest.fixture
