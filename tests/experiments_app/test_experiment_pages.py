@@ -187,7 +187,7 @@ def test_reads_are_cached_until_the_cache_is_cleared(signed_in, upstream_client,
 
 def test_markup_in_upstream_data_is_shown_as_text(signed_in, upstream_client):
     evil = "<script>alert(1)</script>"
-    created = upstream_client.create_experiment(key="xss-check", name=evil, description=f"<img src=x onerror=alert(2)>")
+    created = upstream_client.create_experiment(key="xss-check", name=evil, description="<img src=x onerror=alert(2)>")
     upstream_client.update_experiment(created.id, {"tags": ["<b>bold</b>"]})
     upstream_client.create_variant(created.id, key="v", payload={"html": evil})
     upstream_client.add_inclusions(created.id, "v", ["<i>user</i>"])
