@@ -69,6 +69,8 @@ def test_viewer_browses_filters_and_compares_versions(page, live_server, viewer,
     page.get_by_role("link", name="treatment").click()
     expect(page.get_by_text("12 ids pinned to")).to_be_visible()
     expect(page.get_by_text("12 / 2000")).to_be_visible()
+    # htmx binds the swapped-in search box when the swap settles: type only after that.
+    expect(page.locator(".htmx-settling, .htmx-added")).to_have_count(0)
     page.get_by_label("Search inclusions").fill("qa-1")
     expect(page.get_by_text("3 of 12 ids match")).to_be_visible()
     page.get_by_role("link", name="Deployments").click()
