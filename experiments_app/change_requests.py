@@ -378,7 +378,9 @@ def change_request_mark_applied(*, change_request: ChangeRequest, result: dict) 
         change_request.save(update_fields=["result", "applied_at", "experiment_id", "updated_at"])
         _set_status(change_request, Status.APPLIED)
         _audit(change_request, actions.CHANGE_REQUEST_APPLIED, actor="system:apply",
-               before=change_request.snapshot, after={"steps": result.get("steps", [])},
+               before=change_request.snapshot,
+               after=plans.proposed_config(change_request.snapshot, change_request.plan),
+               detail={"steps": result.get("steps", [])},
                upstream_calls=result.get("calls"), upstream_version_before=result.get("version_before"),
                upstream_version_after=result.get("version_after"))
         transaction.on_commit(lambda: notifications.request_outcome(change_request))
@@ -391,6 +393,6 @@ def change_request_mark_failed(*, change_request: ChangeRequest, error: str, res
         change_request.save(update_fields=["result", "error", "updated_at"])
         _set_status(change_request, Status.FAILED, note=error)
         _audit(change_request, actions.CHANGE_REQUEST_FAILED, actor="system:apply", reason=error,
-               after={"steps": result.get("steps", [])}, upstream_calls=result.get("calls"),
+               detail={"steps": result.get("steps", [])}, upstream_calls=result.get("calls"),
                upstream_version_before=result.get("version_before"))
         transaction.on_commit(lambda: notifications.request_outcome(change_request))

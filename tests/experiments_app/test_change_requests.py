@@ -221,6 +221,9 @@ def test_approved_request_is_applied_once_with_a_new_version(editor, approver, r
     assert [s["ok"] for s in change_request.result["steps"]] == [True]
     entry = AuditEntry.objects.get(change_request_id=change_request.pk, action="change_request.applied")
     assert entry.correlation_id == change_request.correlation_id
+    # The entry's diff compares like with like: the touched field before and after.
+    assert (entry.before, entry.after) == ({"rolloutPercentage": 10}, {"rolloutPercentage": 50})
+    assert [s["ok"] for s in entry.detail["steps"]] == [True]
 
 
 @pytest.mark.skipif(connection.vendor == "sqlite", reason="two concurrent transactions need a server database")
@@ -286,6 +289,8 @@ def test_a_failing_step_is_recorded_with_what_was_and_was_not_applied(editor, ap
     apply_now(change_request)
     assert change_request.status == Status.FAILED
     assert [s["ok"] for s in change_request.result["steps"]] == [True, False, None]
+    entry = AuditEntry.objects.get(change_request_id=change_request.pk, action="change_request.failed")
+    assert entry.after is None and [s["ok"] for s in entry.detail["steps"]] == [True, False, None]
     assert change_request.error
     assert upstream_client.get_experiment(running).description == "step one"
     assert upstream_client.get_experiment(running).rollout_percentage == 10
