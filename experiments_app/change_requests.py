@@ -5,6 +5,7 @@ Statuses: pending → approved → applying → applied | failed | conflict; pen
 cancelled | expired. Approvals count only while their plan hash is the request's current one.
 """
 
+import dataclasses
 import logging
 import uuid
 from collections.abc import Callable
@@ -352,8 +353,8 @@ def _push(client, change_request: ChangeRequest, calls: list) -> None:
 
 
 def _calls(calls: list) -> list[dict]:
-    return [{"method": c.method, "path": c.path, "status": c.status, "latency_ms": round(c.latency_ms, 1),
-             "attempt": c.attempt} for c in calls]
+    """The gateway's call records as stored on the request (correlation id and error included)."""
+    return [{**dataclasses.asdict(c), "latency_ms": round(c.latency_ms, 1)} for c in calls]
 
 
 def _mark_conflict(change_request: ChangeRequest, changed: dict, version_now, calls) -> None:

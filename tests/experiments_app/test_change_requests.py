@@ -223,6 +223,7 @@ def test_approved_request_is_applied_once_with_a_new_version(editor, approver, r
     assert entry.correlation_id == change_request.correlation_id
     # The entry's diff compares like with like: the touched field before and after.
     assert (entry.before, entry.after) == ({"rolloutPercentage": 10}, {"rolloutPercentage": 50})
+    assert {call["correlation_id"] for call in entry.upstream_calls} == {change_request.correlation_id}
     assert [s["ok"] for s in entry.detail["steps"]] == [True]
 
 
